@@ -1,0 +1,30 @@
+"""Blueprints: webhook ingest (`/hooks`) and the read API (`/api/v1`, OpenAPI by flask-smorest)."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+
+from ..schemas.api import ErrorSchema
+from . import hooks, messages
+
+
+class ReceiverApi(Api):
+    """flask-smorest's Api, documenting errors in the provider's `{status, code, message}` shape."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+
+def register_blueprints(app: Flask) -> None:
+    app.register_blueprint(hooks.bp)
+    app.config.setdefault("API_TITLE", "receiver")
+    app.config.setdefault("API_VERSION", "v1")
+    app.config.setdefault("OPENAPI_VERSION", "3.0.3")
+    app.config.setdefault("OPENAPI_URL_PREFIX", "/api/v1")
+    app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
+    api = ReceiverApi(app)
+    api.spec.components.security_scheme(
+        "bearer", {"type": "http", "scheme": "bearer", "description": "a read API key"}
+    )
+    api.register_blueprint(messages.blp, url_prefix="/api/v1/messages")
+    app.extensions["receiver.api"] = api

@@ -1,0 +1,130 @@
+"""/hooks/<source>[/<kind>]: authenticate → store raw → load → normalize → answer (SPEC §3)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from .. import ingest, keys, metrics, recordings_queue
+from ..db import get_session, utcnow
+from ..errors import error_response
+from ..models import Source
+from ..payloads import CREDENTIAL_PARAMS, URL_KINDS
+from ..sources import count_auth_failure, secret_accepted
+
+bp = Blueprint("hooks", __name__)
+
+# Never stored: they carry credentials.
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+REDACTED = "REDACTED"
+
+
+@bp.route("/hooks/<source>", methods=["GET", "POST", "PUT"])
+@bp.route("/hooks/<source>/<kind>", methods=["GET", "POST", "PUT"])
+def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
+    """Take one webhook request from the platform."""
+    if kind is not None and kind not in URL_KINDS:
+        return error_response(404, f"unknown kind {kind!r}; one of: {', '.join(URL_KINDS)}")
+    if (request.content_length or 0) > current_app.config["MAX_BODY_BYTES"]:
+        return error_response(413, "body too large")
+    session = get_session()
+    with session.begin():  # a short read, ended before the write transaction begins
+        found = session.scalars(sa.select(Source).where(Source.name == source)).one_or_none()
+    if found is None:
+        return error_response(404, f"unknown source {source!r}")
+    body = request.get_data(cache=False)  # werkzeug caps it at MAX_CONTENT_LENGTH (413)
+
+    challenge = _challenge(body)
+    if "token" in request.args and challenge is not None:
+        if keys.matches(request.args["token"], found.validation_key_digest):
+            return jsonify({"challenge": challenge}), 200
+        return _refuse(found, "validation key does not match")
+
+    if not secret_accepted(found, _presented_secret(), utcnow()):
+        return _refuse(found, "missing or invalid secret")
+    if found.signing_key and not keys.signature_matches(
+        body, request.headers.get("Signature"), found.signing_key
+    ):
+        return _refuse(found, "missing or invalid signature")
+    if challenge is not None and _only_challenge(body):
+        return jsonify({"challenge": challenge}), 200
+
+    outcome = ingest.receive(session, _raw_request(source, kind, body), _settings())
+    metrics.count_ingest(outcome)
+    if outcome.new_recordings:
+        recordings_queue.enqueue(outcome.new_recordings)
+    if outcome.code == 422:
+        return error_response(422, "validation failed", outcome.errors, event=outcome.raw_event_id)
+    return jsonify(
+        {
+            "status": "OK",
+            "code": outcome.code,
+            "message": outcome.message,
+            "events": outcome.events,
+        }
+    ), outcome.code
+
+
+def _presented_secret() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.args.get("secret")
+
+
+def _refuse(source: Source, message: str) -> tuple[Response, int]:
+    count_auth_failure(get_session(), source.id)
+    metrics.AUTH_FAILURES.labels(source=source.name).inc()
+    return error_response(401, message)
+
+
+def _challenge(body: bytes) -> str | None:
+    if b"challenge" not in body:
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(document, dict) and isinstance(document.get("challenge"), str | int):
+        return str(document["challenge"])
+    return None
+
+
+def _only_challenge(body: bytes) -> bool:
+    """A verification request holds only the challenge (and the validation key)."""
+    document: dict[str, Any] = json.loads(body)
+    return set(document) <= {"challenge", "validation_key", "token"}
+
+
+def _raw_request(source: str, kind: str | None, body: bytes) -> ingest.RawRequest:
+    query = urlencode(
+        [
+            (key, REDACTED if key in CREDENTIAL_PARAMS else value)
+            for key, value in parse_qsl(request.query_string.decode("latin-1"), keep_blank_values=True)
+        ]
+    )
+    headers = {name: value for name, value in request.headers.items() if name.lower() not in _SECRET_HEADERS}
+    return ingest.RawRequest(
+        source=source,
+        method=request.method,
+        path=request.path,
+        kind_hint=kind,
+        query_string=query,
+        headers=headers,
+        body=body,
+        remote_addr=request.remote_addr,
+    )
+
+
+def _settings() -> ingest.Settings:
+    config = current_app.config
+    return ingest.Settings(
+        timezone=ZoneInfo(config["PROVIDER_TIMEZONE"]),
+        recording_url_ttl=config["RECORDING_URL_TTL"],
+    )

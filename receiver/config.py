@@ -1,0 +1,77 @@
+"""Settings: defaults, overridden by the environment (and a `.env` file), overridden by the caller."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dotenv import load_dotenv
+
+
+def _bool(value: str) -> bool:
+    if value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.strip().lower() in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _hosts(value: str) -> list[str]:
+    return [part.strip().lower() for part in value.split(",") if part.strip()]
+
+
+# name -> (default, parser). Every entry is documented in the README's settings table.
+SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
+    "DATABASE_URL": ("sqlite:///var/receiver.db", str),
+    "REDIS_URL": (None, str),
+    "REDIS_PREFIX": ("receiver", str),
+    "VAR_DIR": ("var", str),
+    "RECORDINGS_DIR": ("var/recordings", str),
+    "PROVIDER_BASE_URL": ("https://portal.mobtexting.com/api/v2/", str),
+    "PROVIDER_ACCESS_TOKEN": (None, str),
+    "PROVIDER_TIMEZONE": ("Asia/Kolkata", str),
+    "PROVIDER_RATE_LIMIT": (1000, int),
+    "MAX_BODY_BYTES": (1048576, int),
+    "DOWNLOAD_ALLOWED_HOSTS": ([], _hosts),
+    "DOWNLOAD_ALLOW_PRIVATE": (False, _bool),
+    "DOWNLOAD_ALLOW_HTTP": (False, _bool),
+    "DOWNLOAD_TIMEOUT": (60.0, float),
+    "RECORDING_URL_TTL": (7200, int),
+    "RECORDING_MAX_BYTES": (209715200, int),
+    "SECRET_GRACE_HOURS": (24.0, float),
+    "METRICS_TOKEN": (None, str),
+    "WORKER_CONCURRENCY": (4, int),
+    "ARCHIVE_AFTER_DAYS": (None, int),
+    "ARCHIVE_DIR": ("var/archive", str),
+    "PUBLIC_URL": (None, str),
+    "LOG_LEVEL": ("INFO", str),
+    "DB_POOL_SIZE": (5, int),
+    "SQLITE_SYNCHRONOUS": ("FULL", str),
+}
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URLs platforms hand out and pick psycopg 3 for PostgreSQL."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return defaults, overridden by the environment, overridden by `overrides`."""
+    load_dotenv(os.environ.get("RECEIVER_ENV_FILE", ".env"), override=False)
+    settings: dict[str, Any] = {}
+    for name, (default, parse) in SETTINGS.items():
+        raw = os.environ.get(name)
+        if raw is None or raw == "":
+            settings[name] = default
+        else:
+            try:
+                settings[name] = parse(raw)
+            except ValueError as exc:
+                raise RuntimeError(f"setting {name}: {exc}") from None
+    settings.update(overrides or {})
+    settings["DATABASE_URL"] = normalise_database_url(settings["DATABASE_URL"])
+    return settings

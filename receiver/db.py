@@ -1,0 +1,142 @@
+"""Database wiring: the declarative base, engines, one session per request or job."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, current_app, g
+from sqlalchemy import event, orm
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database (SQLite keeps naive UTC text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(orm.DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: sa.JSON(),
+        list[Any]: sa.JSON(),
+    }
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sqlite_pragmas(synchronous: str) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.close()
+
+    return on_connect
+
+
+def make_engine(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "FULL") -> sa.Engine:
+    """Create an engine with the settings receiver relies on for each backend."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            directory = os.path.dirname(os.path.abspath(database))
+            os.makedirs(directory, exist_ok=True)
+        if sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise RuntimeError("SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous.upper()))
+        return engine
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+
+
+def insert_for(session: orm.Session, table: sa.Table) -> Any:
+    """An INSERT that supports ON CONFLICT on the session's dialect (PostgreSQL or SQLite)."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise RuntimeError(f"unsupported database: {name}")
+
+
+class Database:
+    """The engine and session factory of one app; `session` is per request or per job."""
+
+    def __init__(self) -> None:
+        self.engine: sa.Engine | None = None
+        self.sessionmaker: orm.sessionmaker[orm.Session] | None = None
+
+    def init_app(self, app: Flask) -> None:
+        self.engine = make_engine(
+            app.config["DATABASE_URL"],
+            pool_size=app.config["DB_POOL_SIZE"],
+            sqlite_synchronous=app.config["SQLITE_SYNCHRONOUS"],
+        )
+        self.sessionmaker = orm.sessionmaker(self.engine, expire_on_commit=False)
+        app.extensions["receiver.db"] = self
+        app.teardown_appcontext(_close_session)
+
+    @contextmanager
+    def new_session(self) -> Iterator[orm.Session]:
+        """A session of its own, for jobs and commands; closed (and rolled back) at the end."""
+        assert self.sessionmaker is not None, "init_app was not called"
+        with self.sessionmaker() as session:
+            yield session
+
+
+def get_db() -> Database:
+    db: Database = current_app.extensions["receiver.db"]
+    return db
+
+
+def get_session() -> orm.Session:
+    """The session of the current request, created on first use."""
+    if "db_session" not in g:
+        factory = get_db().sessionmaker
+        assert factory is not None
+        g.db_session = factory()
+    session: orm.Session = g.db_session
+    return session
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()

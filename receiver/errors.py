@@ -1,0 +1,95 @@
+"""One JSON error shape everywhere: the provider's own `{status, code, message}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from marshmallow import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+
+class ReceiverError(Exception):
+    """An error with an HTTP status code and a message fit for the client."""
+
+    status_code = 400
+
+    def __init__(self, message: str, errors: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+
+
+class Unauthorized(ReceiverError):
+    status_code = 401
+
+
+class NotFound(ReceiverError):
+    status_code = 404
+
+
+class Unprocessable(ReceiverError):
+    status_code = 422
+
+
+class Unavailable(ReceiverError):
+    status_code = 503
+
+
+def error_response(
+    code: int, message: str, errors: dict[str, Any] | None = None, **extra: Any
+) -> tuple[Response, int]:
+    body: dict[str, Any] = {"status": "ERROR", "code": code, "message": message}
+    if errors:
+        body["errors"] = errors
+    body.update(extra)
+    return jsonify(body), code
+
+
+def _database_down() -> tuple[Response, int]:
+    response, code = error_response(503, "database unavailable, retry later")
+    response.headers["Retry-After"] = "30"
+    return response, code
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every error, ours, werkzeug's, marshmallow's and the database's, in one shape."""
+
+    @app.errorhandler(ReceiverError)
+    def handle_receiver_error(exc: ReceiverError) -> tuple[Response, int]:
+        if exc.status_code == 503:
+            return _database_down()
+        return error_response(exc.status_code, exc.message, exc.errors)
+
+    @app.errorhandler(ValidationError)
+    def handle_validation_error(exc: ValidationError) -> tuple[Response, int]:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        return error_response(422, "validation failed", messages)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(exc: HTTPException) -> tuple[Response, int]:
+        code = exc.code or 500
+        data = getattr(exc, "data", None) or {}
+        errors = data.get("messages") if isinstance(data, dict) else None
+        if isinstance(errors, dict) and len(errors) == 1:
+            # webargs nests errors under the location ("query", "json"); the field is what matters.
+            (errors,) = errors.values()
+        return error_response(code, exc.description or exc.name, errors)
+
+    @app.errorhandler(OperationalError)
+    def handle_operational_error(exc: OperationalError) -> tuple[Response, int]:
+        app.logger.error("database error: %s", exc.orig.__class__.__name__)
+        return _database_down()
+
+    @app.errorhandler(DBAPIError)
+    def handle_dbapi_error(exc: DBAPIError) -> tuple[Response, int]:
+        if exc.connection_invalidated:
+            return _database_down()
+        app.logger.exception("database error")
+        return error_response(500, "internal error")
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception) -> tuple[Response, int]:
+        app.logger.exception("unhandled error")
+        return error_response(500, "internal error")

@@ -1,0 +1,44 @@
+"""/healthz (the process is up) and /readyz (the database answers and is migrated to head)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, jsonify
+
+from .db import get_db
+from .migrate import current_and_head
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    """Answer while the process runs."""
+    return jsonify({"status": "OK", "code": 200, "message": "up"}), 200
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Answer 200 only when the database is reachable and its schema is at head."""
+    engine = get_db().engine
+    assert engine is not None
+    try:
+        current, head = current_and_head(engine)
+    except Exception as exc:  # any failure to reach the database means not ready
+        body = {
+            "status": "ERROR",
+            "code": 503,
+            "message": f"database unreachable: {type(exc).__name__}",
+        }
+        return jsonify(body), 503
+    if current != head:
+        body = {
+            "status": "ERROR",
+            "code": 503,
+            "message": f"database at revision {current}, code expects {head}: run `receiver db upgrade`",
+        }
+        return jsonify(body), 503
+    return jsonify({"status": "OK", "code": 200, "message": "ready", "revision": head}), 200
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

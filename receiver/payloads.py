@@ -1,0 +1,235 @@
+"""From request bytes to validated events: decode the body, recognise each event's kind, load it.
+
+Works on what the raw event stores (content type, redacted query, body), so that a stored
+request can be parsed again after a fix (replay) exactly as it was the first time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from marshmallow import Schema, ValidationError
+from werkzeug.datastructures import Headers
+from werkzeug.formparser import parse_form_data
+
+from .schemas.webhooks import (
+    channel_status_schema,
+    inbound_schema,
+    sms_status_schema,
+    unsubscription_schema,
+    voice_schema,
+)
+
+# The kinds a URL may name (SPEC §3); `None` means: recognise it from the payload.
+URL_KINDS = ("sms-status", "sms-inbound", "whatsapp", "rcs", "viber", "voice", "unsubscription")
+CHANNELS = ("whatsapp", "rcs", "viber")
+# Query parameters that authenticate rather than carry data.
+CREDENTIAL_PARAMS = frozenset({"secret", "token", "access_token"})
+
+_SCHEMAS: dict[str, Schema] = {
+    "sms-status": sms_status_schema,
+    "channel-status": channel_status_schema,
+    "inbound": inbound_schema,
+    "voice": voice_schema,
+    "unsubscription": unsubscription_schema,
+}
+
+
+class PayloadError(Exception):
+    """The request cannot be read as events; `errors` says why, field by field."""
+
+    def __init__(self, errors: dict[str, Any]) -> None:
+        super().__init__("invalid payload")
+        self.errors = errors
+
+
+@dataclass
+class Event:
+    """One event of a request: its kind (`None` when not understood), channel and loaded fields."""
+
+    kind: str | None
+    channel: str | None
+    data: dict[str, Any]
+    original: dict[str, Any]
+    event_name: str | None = None
+
+
+def decode(content_type: str, query_string: str, body: bytes) -> list[dict[str, Any]]:
+    """Return the request's payload objects: a JSON array gives several, anything else one."""
+    query = {
+        key: value
+        for key, value in parse_qsl(query_string, keep_blank_values=True)
+        if key not in CREDENTIAL_PARAMS
+    }
+    mimetype = content_type.split(";", 1)[0].strip().lower()
+    stripped = body.strip()
+    if not stripped:
+        if not query:
+            raise PayloadError({"body": ["The request has no payload."]})
+        return [query]
+    if mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = _form(content_type, body)
+        return [{**query, **form}]
+    if mimetype.endswith("json") or stripped[:1] in (b"{", b"["):
+        try:
+            document = json.loads(body)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise PayloadError({"body": [f"Invalid JSON: {exc}"]}) from None
+        if isinstance(document, dict):
+            return [{**query, **document}]
+        if isinstance(document, list):
+            if not document:
+                raise PayloadError({"body": ["The JSON array holds no events."]})
+            bad = [str(i) for i, item in enumerate(document) if not isinstance(item, dict)]
+            if bad:
+                return _not_objects(bad)
+            return document
+        raise PayloadError({"body": ["The JSON body must be an object or an array of objects."]})
+    if b"=" in stripped and mimetype in ("", "text/plain", "application/octet-stream"):
+        try:
+            pairs = parse_qsl(stripped.decode(), keep_blank_values=True, strict_parsing=True)
+        except (UnicodeDecodeError, ValueError):
+            pairs = []
+        if pairs:
+            return [{**query, **dict(pairs)}]
+    raise PayloadError(
+        {"body": [f"Unsupported body ({mimetype or 'no content type'}): send JSON or a form."]}
+    )
+
+
+def _not_objects(indexes: list[str]) -> list[dict[str, Any]]:
+    raise PayloadError({index: ["Each item of the array must be a JSON object."] for index in indexes})
+
+
+def _form(content_type: str, body: bytes) -> dict[str, Any]:
+    import io
+
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    _, form, files = parse_form_data(environ, silent=True)
+    data: dict[str, Any] = dict(form.items())
+    for name, storage in files.items():
+        data.setdefault(name, storage.filename or "")
+    return data
+
+
+def recognise(
+    item: dict[str, Any], url_kind: str | None
+) -> tuple[str | None, str | None, dict[str, Any], str | None]:
+    """Return (kind, channel, fields, event name) for one payload object."""
+    event_name = item.get("event") if isinstance(item.get("event"), str) else None
+    inner = item.get("payload")
+    if event_name and isinstance(inner, dict):
+        kind, channel = _kind_of_event(event_name)
+        if url_kind is not None:
+            kind, channel = _kind_for_url(url_kind, inner, event_kind=kind, event_channel=channel)
+        return kind, channel, inner, event_name
+    if url_kind is not None:
+        kind, channel = _kind_for_url(url_kind, item)
+        return kind, channel, item, event_name
+    return (*_kind_of_flat(item), item, event_name)
+
+
+def _kind_of_event(name: str) -> tuple[str | None, str | None]:
+    parts = name.strip().lower().split(":")
+    channel = parts[0]
+    rest = parts[1:]
+    if channel == "vmn" and rest == ["message", "in"]:
+        return "inbound", "sms"
+    if channel == "voice" and rest == ["message", "out"]:
+        return "voice", "voice"
+    if rest == ["unsubscription"]:
+        return "unsubscription", channel
+    if channel == "sms" and rest == ["message", "status"]:
+        return "sms-status", "sms"
+    if channel in CHANNELS and rest == ["message", "status"]:
+        return "channel-status", channel
+    if channel in CHANNELS + ("sms",) and rest == ["message", "in"]:
+        return "inbound", channel
+    return None, None
+
+
+def _kind_for_url(
+    url_kind: str,
+    fields: dict[str, Any],
+    *,
+    event_kind: str | None = None,
+    event_channel: str | None = None,
+) -> tuple[str | None, str | None]:
+    if url_kind == "sms-status":
+        return "sms-status", "sms"
+    if url_kind == "sms-inbound":
+        return "inbound", "sms"
+    if url_kind == "voice":
+        return "voice", "voice"
+    if url_kind == "unsubscription":
+        return "unsubscription", event_channel
+    # whatsapp, rcs, viber: the envelope says which, else a status has a status and no message
+    if event_kind in ("channel-status", "inbound", "unsubscription"):
+        return event_kind, url_kind
+    if "receiver" in fields and "status" not in fields:
+        return "unsubscription", url_kind
+    if fields.get("status") not in (None, "") and not any(
+        key in fields for key in ("message", "text", "recipient")
+    ):
+        return "channel-status", url_kind
+    return "inbound", url_kind
+
+
+def _kind_of_flat(item: dict[str, Any]) -> tuple[str | None, str | None]:
+    keys = {key for key, value in item.items() if value not in (None, "")}
+    if keys & {"recording_url", "recording", "bridge", "billing", "hangup_by"} or str(
+        item.get("source", "")
+    ).upper() in ("OBD", "C2C"):
+        return "voice", "voice"
+    if "receiver" in keys and keys & {"type", "value"}:
+        return "unsubscription", None
+    channel = str(item.get("channel", "")).lower()
+    if channel in CHANNELS and "id" in keys and "status" in keys:
+        return "channel-status", channel
+    sms_markers = {"deliv_at", "sent_at", "submit_at", "deliv_time", "sent_time", "submit_time"}
+    if (
+        "mobile" in keys
+        and ("status" in keys or "id" in keys)
+        or ("id" in keys and keys & (sms_markers | {"units", "credits"}))
+    ):
+        return "sms-status", "sms"
+    if "from" in keys and keys & {"text", "keyword1", "message", "body"}:
+        return "inbound", "sms"
+    return None, None
+
+
+def load(items: list[dict[str, Any]], url_kind: str | None) -> list[Event]:
+    """Recognise and validate every item; raise PayloadError with every item's errors."""
+    events: list[Event] = []
+    errors: dict[str, Any] = {}
+    for index, item in enumerate(items):
+        kind, channel, fields, event_name = recognise(item, url_kind)
+        if kind is None:
+            events.append(Event(None, channel, {}, item, event_name))
+            continue
+        try:
+            data = _SCHEMAS[kind].load(fields)
+        except ValidationError as exc:
+            messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+            if len(items) == 1:
+                errors.update(messages)
+            else:
+                errors.update({f"{index}.{field}": value for field, value in messages.items()})
+            continue
+        events.append(Event(kind, channel, data, fields, event_name))
+    if errors:
+        raise PayloadError(errors)
+    return events
+
+
+def content_type_of(headers: dict[str, Any]) -> str:
+    """The stored request's content type (header names are kept as received)."""
+    return str(Headers(list(headers.items())).get("Content-Type", ""))

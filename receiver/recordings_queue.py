@@ -1,0 +1,22 @@
+"""Hand new recordings to the worker right after the webhook commits.
+
+The recording row in SQL stays the source of truth: if this hand-over is lost (queue down,
+process killed), the worker's periodic sweep finds the pending row and enqueues it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def enqueue(recording_ids: list[int]) -> None:
+    """Queue a download job for each recording; never fail the request over it."""
+    from .tasks import download_recording
+
+    for recording_id in recording_ids:
+        try:
+            download_recording(recording_id)
+        except Exception:  # the sweep will find it
+            log.warning("could not enqueue recording %s; the sweep will", recording_id, exc_info=True)

@@ -1,0 +1,142 @@
+"""Service: webhook sources and read API keys. Owns its transactions."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+from sqlalchemy.exc import IntegrityError
+
+from . import keys
+from .db import utcnow
+from .models import ApiKey, Source
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class SourceError(Exception):
+    """A command on sources or keys that cannot be done (name taken, unknown, invalid)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    name: str
+    secret: str
+
+
+def _check_name(name: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise SourceError(f"invalid name {name!r}: use 1 to 64 lower-case letters, digits, '-' or '_'")
+
+
+def add_source(
+    session: orm.Session,
+    name: str,
+    *,
+    secret: str | None = None,
+    validation_key: str | None = None,
+    signing_key: str | None = None,
+) -> Credentials:
+    """Create a source; return its secret (generated when not given), which is stored hashed."""
+    _check_name(name)
+    if secret is not None and len(secret) < 8:
+        raise SourceError("a secret must be at least 8 characters long")
+    secret = secret or keys.generate_secret()
+    source = Source(
+        name=name,
+        secret_digest=keys.digest(secret),
+        validation_key_digest=keys.digest(validation_key) if validation_key else None,
+        signing_key=signing_key or None,
+    )
+    try:
+        with session.begin():
+            session.add(source)
+    except IntegrityError:
+        raise SourceError(f"a source named {name!r} exists already") from None
+    return Credentials(name, secret)
+
+
+def list_sources(session: orm.Session) -> list[Source]:
+    return list(session.scalars(sa.select(Source).order_by(Source.name)))
+
+
+def rotate_source(session: orm.Session, name: str, *, grace: timedelta) -> Credentials:
+    """Give the source a new secret; the old one keeps working for `grace`."""
+    secret = keys.generate_secret()
+    now = utcnow()
+    with session.begin():
+        source = session.scalars(sa.select(Source).where(Source.name == name).with_for_update()).one_or_none()
+        if source is None:
+            raise SourceError(f"no source named {name!r}")
+        source.previous_secret_digest = source.secret_digest
+        source.previous_secret_expires_at = now + grace
+        source.secret_digest = keys.digest(secret)
+        source.rotated_at = now
+    return Credentials(name, secret)
+
+
+def remove_source(session: orm.Session, name: str) -> None:
+    """Delete the source: its webhooks are refused from now on; what it delivered stays."""
+    with session.begin():
+        result = session.execute(sa.delete(Source).where(Source.name == name))
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise SourceError(f"no source named {name!r}")
+
+
+def secret_accepted(source: Source, secret: str | None, now: datetime) -> bool:
+    """Whether `secret` is the source's current one, or its previous one within the grace period."""
+    if keys.matches(secret, source.secret_digest):
+        return True
+    expires = source.previous_secret_expires_at
+    return expires is not None and now < expires and keys.matches(secret, source.previous_secret_digest)
+
+
+def count_auth_failure(session: orm.Session, source_id: int) -> None:
+    """Add one to the source's failed-check counter (a single atomic UPDATE)."""
+    with session.begin():
+        session.execute(
+            sa.update(Source).where(Source.id == source_id).values(auth_failures=Source.auth_failures + 1)
+        )
+
+
+def create_api_key(session: orm.Session, name: str) -> str:
+    """Create a read API key and return it; only its digest is kept."""
+    _check_name(name)
+    key_id = secrets.token_hex(8)
+    secret = keys.generate_secret()
+    try:
+        with session.begin():
+            session.add(ApiKey(name=name, key_id=key_id, key_digest=keys.digest(secret)))
+    except IntegrityError:
+        raise SourceError(f"an API key named {name!r} exists already") from None
+    return f"rk_{key_id}_{secret}"
+
+
+def revoke_api_key(session: orm.Session, name: str) -> None:
+    with session.begin():
+        result = session.execute(
+            sa.update(ApiKey)
+            .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise SourceError(f"no active API key named {name!r}")
+
+
+def list_api_keys(session: orm.Session) -> list[ApiKey]:
+    return list(session.scalars(sa.select(ApiKey).order_by(ApiKey.name)))
+
+
+def api_key_valid(session: orm.Session, presented: str | None) -> bool:
+    """Whether `presented` is a live API key."""
+    if not presented or not presented.startswith("rk_") or presented.count("_") < 2:
+        return False
+    _, key_id, secret = presented.split("_", 2)
+    stored = session.scalars(
+        sa.select(ApiKey).where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))
+    ).one_or_none()
+    return stored is not None and keys.matches(secret, stored.key_digest)
