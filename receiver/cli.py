@@ -156,7 +156,9 @@ def db_upgrade(revision: str) -> None:
 
 
 def init_app(app: Flask) -> None:
-    for group in (sources_cli, apikeys_cli, db_cli):
+    from .runner import run_command
+
+    for group in (sources_cli, apikeys_cli, db_cli, run_command):
         app.cli.add_command(group)
 
 
