@@ -74,4 +74,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
                 raise RuntimeError(f"setting {name}: {exc}") from None
     settings.update(overrides or {})
     settings["DATABASE_URL"] = normalise_database_url(settings["DATABASE_URL"])
+    # werkzeug refuses a larger Content-Length (413); a chunked body it cuts one byte past the
+    # limit, which the ingest view then refuses (413) instead of storing a truncated body.
+    settings["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"] + 1
     return settings

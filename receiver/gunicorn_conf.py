@@ -12,6 +12,8 @@ timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
 accesslog = os.environ.get("ACCESS_LOG", "-") or None
+# The path without its query string: a callback may carry `?secret=`, which must never be logged.
+access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
 # Never load the app in the master: each worker opens its own database pool after the fork.
 preload_app = False
 

@@ -344,20 +344,20 @@ class _Context:
         occurred: datetime | None,
     ) -> tuple[str, bool]:
         now = utcnow()
-        created = self.session.execute(
-            insert_for(self.session, Message.__table__)
-            .values(
-                id=message_id,
-                source=self.source,
-                status=status,
-                provider_status=provider_status,
-                status_at=occurred,
-                created_at=now,
-                updated_at=now,
+        created = self.insert(
+            Message,
+            {
+                "id": message_id,
+                "source": self.source,
+                "status": status,
+                "provider_status": provider_status,
+                "status_at": occurred,
+                "created_at": now,
+                "updated_at": now,
                 **fields,
-            )
-            .on_conflict_do_nothing(index_elements=["id"])
-        ).rowcount
+            },
+            ["id"],
+        )
         event_id = self.insert(
             MessageEvent,
             {
@@ -373,7 +373,7 @@ class _Context:
         )
         if event_id is None:
             return message_id, False
-        if not created:
+        if created is None:
             self._merge(message_id, fields, status, provider_status, occurred, now)
         return message_id, True
 
@@ -432,12 +432,8 @@ class _Context:
             "contact": d.get("contact"),
             "received_at": self.received_at,
         }
-        created = self.session.execute(
-            insert_for(self.session, InboundMessage.__table__)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["id"])
-        ).rowcount
-        return inbound_id, bool(created)
+        created = self.insert(InboundMessage, values, ["id"])
+        return inbound_id, created is not None
 
     def _call_key(self, event: payloads.Event) -> str:
         return _content_key(event.original, _VOLATILE_CALL_KEYS)

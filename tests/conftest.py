@@ -144,3 +144,20 @@ def api(client: FlaskClient, api_key: str) -> Any:
         return client.get(path, headers=headers, **kwargs)
 
     return get
+
+
+def row_counts(app: Flask) -> dict[str, int]:
+    """How many rows each table holds, read in a fresh session."""
+    with app.extensions["receiver.db"].new_session() as db_session:
+        return {
+            table.name: db_session.scalar(sa.select(sa.func.count()).select_from(table)) or 0
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def raw_events(app: Flask) -> list[Any]:
+    """Every stored raw event, oldest first."""
+    from receiver.models import RawEvent
+
+    with app.extensions["receiver.db"].new_session() as db_session:
+        return list(db_session.scalars(sa.select(RawEvent).order_by(RawEvent.id)))

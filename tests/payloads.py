@@ -157,6 +157,8 @@ C2C: dict[str, Any] = {
 def channel_status(channel: str, status: str, message_id: str, timestamp: str) -> dict[str, Any]:
     payload = copy.deepcopy(WHATSAPP_STATUS)
     payload["event"] = f"{channel}:message:status"
+    for key in ("delivered_at", "read_at", "processed_at"):
+        del payload["payload"][key]
     payload["payload"].update(channel=channel, status=status, id=message_id, timestamp=timestamp)
     return payload
 

@@ -37,7 +37,9 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
         found = session.scalars(sa.select(Source).where(Source.name == source)).one_or_none()
     if found is None:
         return error_response(404, f"unknown source {source!r}")
-    body = request.get_data(cache=False)  # werkzeug caps it at MAX_CONTENT_LENGTH (413)
+    body = request.get_data(cache=False)
+    if len(body) > current_app.config["MAX_BODY_BYTES"]:  # a chunked body, cut by werkzeug
+        return error_response(413, "body too large")
 
     challenge = _challenge(body)
     if "token" in request.args and challenge is not None:
@@ -57,7 +59,10 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
     outcome = ingest.receive(session, _raw_request(source, kind, body), _settings())
     metrics.count_ingest(outcome)
     if outcome.new_recordings:
-        recordings_queue.enqueue(outcome.new_recordings)
+        try:
+            recordings_queue.enqueue(outcome.new_recordings)
+        except Exception:  # committed already: the worker's sweep finds pending recordings
+            current_app.logger.exception("could not hand recordings to the worker")
     if outcome.code == 422:
         return error_response(422, "validation failed", outcome.errors, event=outcome.raw_event_id)
     return jsonify(
