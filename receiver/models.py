@@ -276,6 +276,15 @@ class Recording(Base):
     call: Mapped[Call] = orm.relationship(back_populates="recordings", lazy="raise")
 
 
+class ProviderRateSlot(Base):
+    """One of PROVIDER_RATE_LIMIT request slots, each usable once a minute (the limiter without Redis)."""
+
+    __tablename__ = "provider_rate_slots"
+
+    slot: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    used_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class OptOut(Base):
     """An unsubscription the platform reported."""
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 23:26:57.787197
+Create Date: 2026-11-24 23:32:24.374352
 """
 
 from __future__ import annotations
@@ -86,6 +86,15 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_messages_custom"), ["custom"], unique=False)
         batch_op.create_index("ix_messages_mobile_created_at", ["mobile", "created_at"], unique=False)
         batch_op.create_index("ix_messages_status_created_at", ["status", "created_at"], unique=False)
+
+    op.create_table(
+        "provider_rate_slots",
+        sa.Column("slot", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("used_at", receiver.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("slot", name=op.f("pk_provider_rate_slots")),
+    )
+    with op.batch_alter_table("provider_rate_slots", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_provider_rate_slots_used_at"), ["used_at"], unique=False)
 
     op.create_table(
         "raw_events",
@@ -357,6 +366,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_raw_events_received_at_id")
 
     op.drop_table("raw_events")
+    with op.batch_alter_table("provider_rate_slots", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_provider_rate_slots_used_at"))
+
+    op.drop_table("provider_rate_slots")
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.drop_index("ix_messages_status_created_at")
         batch_op.drop_index("ix_messages_mobile_created_at")
