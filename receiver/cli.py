@@ -160,6 +160,9 @@ def init_app(app: Flask) -> None:
 
     for group in (sources_cli, apikeys_cli, db_cli, run_command):
         app.cli.add_command(group)
+    from .replay import replay_command  # `receiver replay`
+
+    app.cli.add_command(replay_command)
 
 
 def _create_app() -> Flask:

@@ -18,6 +18,16 @@ access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
 preload_app = False
 
 
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Start the metrics folder empty: samples of a previous run's processes must not add up."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder, exist_ok=True)
+
+
 def child_exit(server, worker):  # type: ignore[no-untyped-def]
     """Drop a dead worker's live metrics (prometheus-client multiprocess mode)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -22,9 +22,15 @@ def register_blueprints(app: Flask) -> None:
     app.config.setdefault("OPENAPI_VERSION", "3.0.3")
     app.config.setdefault("OPENAPI_URL_PREFIX", "/api/v1")
     app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
+    from . import calls, docs, events, inbound  # the rest of the read API and its page
+
+    docs.init_docs(app)
     api = ReceiverApi(app)
     api.spec.components.security_scheme(
         "bearer", {"type": "http", "scheme": "bearer", "description": "a read API key"}
     )
     api.register_blueprint(messages.blp, url_prefix="/api/v1/messages")
+    api.register_blueprint(inbound.blp, url_prefix="/api/v1/inbound")
+    api.register_blueprint(calls.blp, url_prefix="/api/v1/calls")
+    api.register_blueprint(events.blp, url_prefix="/api/v1/events")
     app.extensions["receiver.api"] = api

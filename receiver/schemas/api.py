@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from marshmallow import Schema, fields
@@ -27,9 +28,12 @@ class MessageEventSchema(ApiSchema):
     occurred_at = UTCDateTime(dump_only=True, allow_none=True)
     received_at = UTCDateTime(dump_only=True)
     source = fields.String(dump_only=True)
+    raw_event_id = fields.Integer(dump_only=True)
 
 
 class MessageSchema(ApiSchema):
+    """The flat part of a message: one CSV row."""
+
     id = fields.String(dump_only=True)
     source = fields.String(dump_only=True)
     channel = fields.String(dump_only=True)
@@ -61,7 +65,139 @@ class MessageSchema(ApiSchema):
 
 
 class MessageDetailSchema(MessageSchema):
+    """A message with its status history, oldest first."""
+
     events = fields.List(fields.Nested(MessageEventSchema), dump_only=True, attribute="history")
+
+
+class InboundSchema(ApiSchema):
+    """A message a person sent to the customer."""
+
+    id = fields.String(dump_only=True)
+    source = fields.String(dump_only=True)
+    channel = fields.String(dump_only=True)
+    from_ = fields.String(dump_only=True, allow_none=True, attribute="from_number", data_key="from")
+    to = fields.String(dump_only=True, allow_none=True, attribute="to_number")
+    type = fields.String(dump_only=True, allow_none=True)
+    text = fields.String(dump_only=True, allow_none=True)
+    media_url = fields.String(dump_only=True, allow_none=True)
+    caption = fields.String(dump_only=True, allow_none=True)
+    file_name = fields.String(dump_only=True, allow_none=True)
+    keyword1 = fields.String(dump_only=True, allow_none=True)
+    keyword2 = fields.String(dump_only=True, allow_none=True)
+    contact = fields.Dict(dump_only=True, allow_none=True)
+    occurred_at = UTCDateTime(dump_only=True, allow_none=True)
+    received_at = UTCDateTime(dump_only=True)
+    raw_event_id = fields.Integer(dump_only=True)
+
+
+class RecordingSchema(ApiSchema):
+    id = fields.Integer(dump_only=True)
+    state = fields.String(dump_only=True)
+    sha256 = fields.String(dump_only=True, allow_none=True)
+    size_bytes = fields.Integer(dump_only=True, allow_none=True)
+    content_type = fields.String(dump_only=True, allow_none=True)
+    attempts = fields.Integer(dump_only=True)
+    last_error = fields.String(dump_only=True, allow_none=True)
+
+
+class CallSchema(ApiSchema):
+    """The flat part of a call: one CSV row. `service` is the provider's `source` (OBD, C2C)."""
+
+    id = fields.Integer(dump_only=True)
+    source = fields.String(dump_only=True)
+    service = fields.String(dump_only=True, allow_none=True)
+    bridge = fields.String(dump_only=True, allow_none=True)
+    from_ = fields.String(dump_only=True, allow_none=True, attribute="from_number", data_key="from")
+    to = fields.String(dump_only=True, allow_none=True, attribute="to_number")
+    mid = fields.String(dump_only=True, allow_none=True)
+    flow_id = fields.String(dump_only=True, allow_none=True)
+    status = fields.String(dump_only=True, allow_none=True)
+    status1 = fields.String(dump_only=True, allow_none=True)
+    status2 = fields.String(dump_only=True, allow_none=True)
+    hangup_by = fields.String(dump_only=True, allow_none=True)
+    start_at = UTCDateTime(dump_only=True, allow_none=True)
+    end_at = UTCDateTime(dump_only=True, allow_none=True)
+    duration = fields.Integer(dump_only=True, allow_none=True)
+    billing = fields.Integer(dump_only=True, allow_none=True)
+    received_at = UTCDateTime(dump_only=True)
+    raw_event_id = fields.Integer(dump_only=True)
+
+
+class CallDetailSchema(CallSchema):
+    """A call with its recordings."""
+
+    recordings = fields.List(fields.Nested(RecordingSchema), dump_only=True)
+
+
+class EventSchema(ApiSchema):
+    """A webhook request as received (less credentials), and how processing it went."""
+
+    id = fields.Integer(dump_only=True)
+    source = fields.String(dump_only=True)
+    received_at = UTCDateTime(dump_only=True)
+    method = fields.String(dump_only=True)
+    path = fields.String(dump_only=True)
+    kind_hint = fields.String(dump_only=True, allow_none=True)
+    query_string = fields.String(dump_only=True)
+    remote_addr = fields.String(dump_only=True, allow_none=True)
+    sha256 = fields.String(dump_only=True)
+    state = fields.String(dump_only=True)
+    kinds = fields.List(fields.String(allow_none=True), dump_only=True, allow_none=True)
+    errors = fields.Dict(dump_only=True, allow_none=True)
+    processed_at = UTCDateTime(dump_only=True, allow_none=True)
+
+
+class EventDetailSchema(EventSchema):
+    """A raw event with its headers and body (UTF-8 text, or base64 when it is not text)."""
+
+    headers = fields.Dict(keys=fields.String(), values=fields.String(), dump_only=True)
+    body_encoding = fields.Method("_body_encoding", dump_only=True)
+    body = fields.Method("_body", dump_only=True)
+
+    def _body_encoding(self, event: Any) -> str:
+        return "utf-8" if _utf8(event.body) is not None else "base64"
+
+    def _body(self, event: Any) -> str:
+        text = _utf8(event.body)
+        return text if text is not None else base64.b64encode(event.body).decode()
+
+
+def _utf8(body: bytes) -> str | None:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+class ReplaySchema(ApiSchema):
+    """How a replay went: the answer ingest would give now, and the event afterwards."""
+
+    code = fields.Integer(dump_only=True)
+    message = fields.String(dump_only=True)
+    event = fields.Nested(EventSchema, dump_only=True)
+
+
+def page_schema(item: type[Schema], name: str) -> type[Schema]:
+    """`{"data": [...], "next_cursor": ...}` of one resource."""
+    return type(
+        name,
+        (ApiSchema,),
+        {
+            "data": fields.List(fields.Nested(item), dump_only=True),
+            "next_cursor": fields.String(
+                dump_only=True,
+                allow_none=True,
+                metadata={"description": "Pass as `cursor` for the next page; null on the last page."},
+            ),
+        },
+    )
+
+
+MessagePageSchema = page_schema(MessageDetailSchema, "MessagePageSchema")
+InboundPageSchema = page_schema(InboundSchema, "InboundPageSchema")
+CallPageSchema = page_schema(CallDetailSchema, "CallPageSchema")
+EventPageSchema = page_schema(EventSchema, "EventPageSchema")
 
 
 class ErrorSchema(ApiSchema):
