@@ -160,9 +160,15 @@ def init_app(app: Flask) -> None:
 
     for group in (sources_cli, apikeys_cli, db_cli, run_command):
         app.cli.add_command(group)
+    from . import recordings_cli  # the queue, `receiver worker`, `receiver recordings`
+
+    recordings_cli.init_app(app)
     from .replay import replay_command  # `receiver replay`
 
     app.cli.add_command(replay_command)
+    from .archive.cli import archive_cli  # `receiver archive export|verify|prune|import`
+
+    app.cli.add_command(archive_cli)
 
 
 def _create_app() -> Flask:

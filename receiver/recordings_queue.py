@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 
+from flask import current_app
+
 log = logging.getLogger(__name__)
 
 
 def enqueue(recording_ids: list[int]) -> None:
     """Queue a download job for each recording; never fail the request over it."""
-    from .tasks import download_recording
+    from .tasks import get_jobs
 
+    jobs = get_jobs(current_app._get_current_object())  # type: ignore[attr-defined]
     for recording_id in recording_ids:
         try:
-            download_recording(recording_id)
+            jobs.enqueue([recording_id])
         except Exception:  # the sweep will find it
             log.warning("could not enqueue recording %s; the sweep will", recording_id, exc_info=True)

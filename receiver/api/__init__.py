@@ -33,4 +33,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(inbound.blp, url_prefix="/api/v1/inbound")
     api.register_blueprint(calls.blp, url_prefix="/api/v1/calls")
     api.register_blueprint(events.blp, url_prefix="/api/v1/events")
+    from . import recordings  # GET /api/v1/recordings/<id>/audio
+
+    api.register_blueprint(recordings.blp, url_prefix="/api/v1/recordings")
     app.extensions["receiver.api"] = api

@@ -1,0 +1,49 @@
+"""GET /api/v1/recordings/<id>/audio: a stored recording's file, with its type and an ETag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Response, current_app, send_file
+
+from ..db import get_session
+from ..errors import NotFound
+from ..models import Recording, RecordingState
+from ..recordings import storage_path
+from ..schemas.api import ErrorSchema
+from .auth import protected_blueprint
+
+blp = protected_blueprint("recordings", __name__, "Downloaded call recordings")
+
+
+@blp.route("/<int:recording_id>/audio")
+@blp.doc(
+    security=[{"bearer": []}],
+    responses={
+        "200": {"description": "the audio file", "content": {"audio/*": {}}},
+        "304": {"description": "not modified (If-None-Match)"},
+    },
+)
+@blp.alt_response(404, schema=ErrorSchema, description="no such recording, or not stored yet")
+@blp.alt_response(401, schema=ErrorSchema, description="missing or invalid API key")
+def get_audio(recording_id: int) -> Response:
+    """Stream the stored audio; its SHA-256 is the ETag."""
+    session = get_session()
+    recording = session.get(Recording, recording_id)
+    session.rollback()
+    if recording is None:
+        raise NotFound(f"no recording {recording_id}")
+    if recording.state != RecordingState.stored or recording.sha256 is None:
+        raise NotFound(f"recording {recording_id} is not stored (state {recording.state})")
+    path = storage_path(Path(current_app.config["RECORDINGS_DIR"]), recording.sha256)
+    if not path.is_file():
+        current_app.logger.error("recording %s: file %s is missing", recording_id, path)
+        raise NotFound(f"recording {recording_id}: file missing from storage")
+    response = send_file(
+        path.resolve(),
+        mimetype=recording.content_type or "application/octet-stream",
+        etag=recording.sha256,
+        conditional=True,
+        max_age=3600,
+    )
+    return response

@@ -1,0 +1,256 @@
+"""Adapter: fetch a recording URL to a local file, streamed, behind the SSRF guard of SPEC §5.
+
+The guard has two halves. Before each request (the first and every redirect) the URL must be
+https (http only with DOWNLOAD_ALLOW_HTTP) and its host must match DOWNLOAD_ALLOWED_HOSTS when
+that is set. At connect time the host is resolved once, every address is checked, and the socket
+goes to the checked address, so a name cannot resolve to a public address for the check and a
+private one for the connection. TLS still verifies the certificate against the host name.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import ipaddress
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import httpcore
+import httpx
+
+# Cloud instance metadata services: refused even with DOWNLOAD_ALLOW_PRIVATE.
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
+)
+MAX_REDIRECTS = 5
+CHUNK = 64 * 1024
+
+
+class FetchError(Exception):
+    """A download that did not produce a file; `transient` says whether trying again may help."""
+
+    transient = False
+
+
+class Refused(FetchError):
+    """The SSRF guard refused the URL or an address it resolves to."""
+
+
+class TooLarge(FetchError):
+    """The body is over RECORDING_MAX_BYTES."""
+
+
+class HTTPStatus(FetchError):
+    """The server answered with a status other than 200."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.transient = status >= 500 or status in (408, 425, 429)
+
+
+class Network(FetchError):
+    """A connection, TLS or timeout error."""
+
+    transient = True
+
+
+@dataclass(frozen=True)
+class Policy:
+    allow_http: bool = False
+    allow_private: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    timeout: float = 60.0
+    max_seconds: float = 1800.0
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Policy:
+        return cls(
+            allow_http=config["DOWNLOAD_ALLOW_HTTP"],
+            allow_private=config["DOWNLOAD_ALLOW_PRIVATE"],
+            allowed_hosts=tuple(config["DOWNLOAD_ALLOWED_HOSTS"]),
+            timeout=config["DOWNLOAD_TIMEOUT"],
+            max_seconds=config["DOWNLOAD_MAX_SECONDS"],
+        )
+
+
+@dataclass(frozen=True)
+class Fetched:
+    path: Path
+    sha256: str
+    size: int
+    head: bytes  # the first bytes, for the content check
+    content_type: str | None
+
+
+def check_url(url: str, policy: Policy) -> httpx.URL:
+    """Refuse a URL by scheme, credentials or host pattern; the address check comes at connect time."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise Refused(f"not a valid URL: {exc}") from None
+    allowed_schemes = ("https", "http") if policy.allow_http else ("https",)
+    if parsed.scheme not in allowed_schemes:
+        raise Refused(f"scheme {parsed.scheme or 'none'!r} refused (https only)")
+    if not parsed.host:
+        raise Refused("URL has no host")
+    if parsed.userinfo:
+        raise Refused("URL carries credentials")
+    host = parsed.host.lower().rstrip(".")
+    if policy.allowed_hosts and not any(fnmatch.fnmatchcase(host, p) for p in policy.allowed_hosts):
+        raise Refused(f"host {host!r} is not in DOWNLOAD_ALLOWED_HOSTS")
+    return parsed
+
+
+def address_refusal(address: str, policy: Policy) -> str | None:
+    """Why an address may not be connected to, or None when it may."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip in METADATA_ADDRESSES:
+        return f"{ip} is a cloud metadata address"
+    if policy.allow_private:
+        return None
+    if ip.is_loopback:
+        return f"{ip} is a loopback address"
+    if ip.is_link_local:
+        return f"{ip} is a link-local address"
+    if ip.is_private or not ip.is_global or ip.is_multicast or ip.is_unspecified:
+        return f"{ip} is a private or reserved address"
+    return None
+
+
+class _GuardedBackend(httpcore.NetworkBackend):
+    """Resolve once, check every address, connect to a checked one."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        for address in addresses:
+            reason = address_refusal(address, self.policy)
+            if reason is not None:
+                raise Refused(f"{host} resolves to {reason}")
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                return self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                last = exc
+        raise last or httpcore.ConnectError(f"no address for {host}")
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+class _GuardedTransport(httpx.HTTPTransport):
+    def __init__(self, policy: Policy) -> None:
+        super().__init__(trust_env=False)
+        ssl_context = self._pool._ssl_context  # httpx built it from certifi; keep it
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context, network_backend=_GuardedBackend(policy), max_connections=20
+        )
+
+
+class Fetcher:
+    """Downloads recordings; one per worker process, shared by its threads."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.client = httpx.Client(
+            transport=_GuardedTransport(policy),
+            timeout=httpx.Timeout(policy.timeout),
+            follow_redirects=False,
+            trust_env=False,
+            headers={"User-Agent": "receiver (recording download)", "Accept-Encoding": "identity"},
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def fetch(
+        self,
+        url: str,
+        directory: Path,
+        max_bytes: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> Fetched:
+        """Stream `url` into a new file under `directory`; the caller renames or removes it."""
+        directory.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        current = check_url(url, self.policy)
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                with self.client.stream("GET", current) as response:
+                    if response.is_redirect and "location" in response.headers:
+                        current = check_url(urljoin(str(current), response.headers["location"]), self.policy)
+                        continue
+                    if response.status_code != 200:
+                        raise HTTPStatus(response.status_code)
+                    return self._save(response, directory, max_bytes, started, progress)
+            except httpx.TimeoutException as exc:
+                raise Network(f"timed out: {type(exc).__name__}") from None
+            except httpx.TransportError as exc:
+                raise Network(f"{type(exc).__name__}: {exc}") from None
+        raise Refused(f"more than {MAX_REDIRECTS} redirects")
+
+    def _save(
+        self,
+        response: httpx.Response,
+        directory: Path,
+        max_bytes: int,
+        started: float,
+        progress: Callable[[int], None] | None,
+    ) -> Fetched:
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise TooLarge(f"{declared} bytes is over the cap of {max_bytes}")
+        digest = hashlib.sha256()
+        size = 0
+        head = b""
+        fd, name = _temp_file(directory)
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in response.iter_bytes(CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise TooLarge(f"over the cap of {max_bytes} bytes")
+                    if time.monotonic() - started > self.policy.max_seconds:
+                        raise Network(f"download took over {self.policy.max_seconds:g} s")
+                    if len(head) < 64:
+                        head += chunk[: 64 - len(head)]
+                    digest.update(chunk)
+                    out.write(chunk)
+                    if progress is not None:
+                        progress(size)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return Fetched(path, digest.hexdigest(), size, head, response.headers.get("content-type"))
+
+
+def _temp_file(directory: Path) -> tuple[int, str]:
+    return tempfile.mkstemp(prefix="download-", suffix=".part", dir=directory)

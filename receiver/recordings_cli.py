@@ -1,0 +1,106 @@
+"""`receiver worker`, `receiver recordings status`, `receiver recordings retry`: thin click wrappers."""
+
+from __future__ import annotations
+
+import threading
+
+import click
+import sqlalchemy as sa
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+from . import recordings, tasks
+from .db import get_db, utcnow
+from .models import Recording, RecordingState
+
+
+def _jobs() -> tasks.Jobs:
+    return tasks.get_jobs(current_app._get_current_object())  # type: ignore[attr-defined]
+
+
+@click.command("worker")
+@click.option("--concurrency", type=int, help="Download threads (default WORKER_CONCURRENCY).")
+@with_appcontext
+def worker_command(concurrency: int | None) -> None:
+    """Run the background worker: recording downloads and the sweep, until SIGINT or SIGTERM."""
+    jobs = _jobs()
+    workers = concurrency or current_app.config["WORKER_CONCURRENCY"]
+    stop = threading.Event()
+    sweeper = threading.Thread(target=jobs.sweep_forever, args=(stop,), name="sweep", daemon=True)
+    consumer = jobs.huey.create_consumer(
+        workers=workers,
+        worker_type="thread",
+        periodic=False,
+        initial_delay=0.05,
+        max_delay=1.0,  # an idle SQLite queue is polled at least once a second
+        check_worker_health=True,
+    )
+    sweeper.start()
+    try:
+        consumer.run()
+    finally:
+        stop.set()
+
+
+@click.group("recordings", help="Call recordings and their downloads.")
+def recordings_cli() -> None:
+    pass
+
+
+@recordings_cli.command("status")
+@click.option("--limit", default=20, show_default=True, help="How many failed recordings to list.")
+@with_appcontext
+def status_command(limit: int) -> None:
+    """Count recordings by state; list the latest failures with their errors."""
+    r = Recording
+    now = utcnow()
+    with get_db().new_session() as session:
+        counts = dict(session.execute(sa.select(r.state, sa.func.count()).group_by(r.state)).all())
+        waiting = [s for s in RecordingState if s not in (RecordingState.stored, RecordingState.failed)]
+        oldest = session.scalar(sa.select(sa.func.min(r.created_at)).where(r.state.in_(waiting)))
+        expired = session.scalar(
+            sa.select(sa.func.count()).where(r.state.in_(waiting), r.url_expires_at <= now)
+        )
+        failed = session.execute(
+            sa.select(r.id, r.call_id, r.attempts, r.last_error)
+            .where(r.state == RecordingState.failed)
+            .order_by(r.updated_at.desc())
+            .limit(limit)
+        ).all()
+    for state in RecordingState:
+        click.echo(f"{state.value:<12}{counts.get(state, 0)}")
+    if oldest is not None:
+        click.echo(
+            f"oldest waiting since {oldest:%Y-%m-%d %H:%M:%S}Z ({(now - oldest).total_seconds():.0f} s)"
+        )
+    if expired:
+        click.echo(f"{expired} waiting past their URL's expiry (going through the recordings API)")
+    for row in failed:
+        click.echo(f"failed #{row.id} (call {row.call_id}, {row.attempts} attempts): {row.last_error}")
+
+
+@recordings_cli.command("retry")
+@click.argument("recording_id", type=int, required=False)
+@click.option("--failed", "all_failed", is_flag=True, help="Retry every failed recording.")
+@with_appcontext
+def retry_command(recording_id: int | None, all_failed: bool) -> None:
+    """Queue a recording (or every failed one) again, with a fresh count of attempts."""
+    if (recording_id is None) == (not all_failed):
+        raise click.UsageError("give a recording ID or --failed (not both)")
+    with get_db().new_session() as session:
+        ids = recordings.reset_for_retry(session, recording_id, all_failed)
+        if recording_id is not None and not ids:
+            state = session.scalar(sa.select(Recording.state).where(Recording.id == recording_id))
+            if state is None:
+                raise click.ClickException(f"no recording {recording_id}")
+            reason = "already stored" if state == RecordingState.stored else "a job is working on it"
+            raise click.ClickException(f"recording {recording_id} not queued: {reason}")
+    _jobs().enqueue(ids)
+    click.echo(f"{len(ids)} recording(s) queued again")
+
+
+def init_app(app: Flask) -> None:
+    """Give the app its queue and register these commands."""
+    tasks.init_app(app)
+    app.cli.add_command(worker_command)
+    app.cli.add_command(recordings_cli)

@@ -1,0 +1,110 @@
+"""The worker's queue (Huey) and its jobs: download a recording, and sweep for forgotten ones.
+
+The queue is a SQLite file under VAR_DIR by default (one machine), Redis when REDIS_URL is set
+(several machines). Each app gets its own Huey instance from its settings, so web processes
+enqueue into the queue the worker of the same settings reads. Jobs take ids and re-read the
+row; the queue only says "look at this recording now". The sweep, run by every worker, puts
+back what a lost job or a killed worker left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from flask import Flask
+from huey import Huey, RedisHuey, SqliteHuey
+
+from . import recordings
+from .db import Database
+from .fetcher import Fetcher
+from .fetcher import Policy as DownloadPolicy
+from .provider import make_client, make_limiter
+
+log = logging.getLogger(__name__)
+
+
+def make_huey(config: dict) -> Huey:  # type: ignore[type-arg]
+    """Redis when REDIS_URL is set, else SQLite under VAR_DIR."""
+    if config.get("REDIS_URL"):
+        return RedisHuey(name=config["REDIS_PREFIX"], url=config["REDIS_URL"], results=False)
+    var = Path(config["VAR_DIR"])
+    var.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey(name="receiver", filename=str(var / "huey.db"), results=False)
+
+
+class Jobs:
+    """One app's queue and tasks. The downloader (HTTP clients) is built on first use, in the worker."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.huey = make_huey(app.config)
+        self.policy = recordings.Policy.from_config(app.config)
+        self._downloader: recordings.Downloader | None = None
+        self._lock = threading.Lock()
+        self.download = self.huey.task(name="download_recording")(self._download)
+
+    def downloader(self) -> recordings.Downloader:
+        with self._lock:
+            if self._downloader is None:
+                config = self.app.config
+                db: Database = self.app.extensions["receiver.db"]
+                assert db.sessionmaker is not None
+                limiter = make_limiter(config, db.sessionmaker)
+                self._downloader = recordings.Downloader(
+                    db.sessionmaker,
+                    self.policy,
+                    Fetcher(DownloadPolicy.from_config(config)),
+                    make_client(config, limiter),
+                )
+            return self._downloader
+
+    def _download(self, recording_id: int) -> None:
+        """The job: take one recording as far as it goes; plan its next attempt if one is due."""
+        result = self.downloader().run(recording_id)
+        if result.retry_in is not None:
+            try:
+                self.download.schedule((recording_id,), delay=result.retry_in)
+            except Exception:  # the sweep finds it once its next attempt is overdue
+                log.warning("recording %s: could not schedule the retry", recording_id, exc_info=True)
+
+    def enqueue(self, recording_ids: Iterable[int]) -> None:
+        for recording_id in recording_ids:
+            self.download(recording_id)
+
+    def sweep_once(self) -> list[int]:
+        """Queue again every recording no job holds; remove partial files of killed jobs."""
+        db: Database = self.app.extensions["receiver.db"]
+        with db.new_session() as session:
+            ids = recordings.sweep(session, self.policy)
+        self.enqueue(ids)
+        config = self.app.config
+        recordings.clean_temp_files(
+            self.policy, max(600.0, 2 * config["DOWNLOAD_TIMEOUT"], 2 * self.policy.lease)
+        )
+        return ids
+
+    def sweep_forever(self, stop: threading.Event) -> None:
+        """Sweep at start, then every RECORDING_SWEEP_INTERVAL seconds until `stop` is set."""
+        interval = self.app.config["RECORDING_SWEEP_INTERVAL"]
+        while True:
+            try:
+                self.sweep_once()
+            except Exception:
+                log.exception("sweep failed; trying again in %s s", interval)
+            if stop.wait(interval):
+                return
+
+
+def init_app(app: Flask) -> None:
+    """Give the app its queue; metrics read it at `receiver.huey`."""
+    jobs = Jobs(app)
+    app.extensions["receiver.jobs"] = jobs
+    app.extensions["receiver.huey"] = jobs.huey
+
+
+def get_jobs(app: Flask) -> Jobs:
+    jobs: Jobs = app.extensions["receiver.jobs"]
+    return jobs
