@@ -89,8 +89,26 @@ def fingerprint(method: str, kind_hint: str | None, query_string: str, body: byt
     return digest.hexdigest()
 
 
+# PostgreSQL's deadlock and serialization failures: the transaction is rolled back whole and
+# is safe to run again.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+_ATTEMPTS = 3
+
+
 def receive(session: orm.Session, request: RawRequest, settings: Settings) -> Outcome:
     """Store one authenticated request and everything it says; commit; say how it went."""
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return _receive_once(session, request, settings)
+        except sa.exc.OperationalError as exc:
+            sqlstate = getattr(exc.orig, "sqlstate", None)
+            if sqlstate not in _RETRYABLE_SQLSTATES or attempt == _ATTEMPTS:
+                raise
+            log.warning("ingest transaction %s (attempt %d); running it again", sqlstate, attempt)
+    raise AssertionError("unreachable")
+
+
+def _receive_once(session: orm.Session, request: RawRequest, settings: Settings) -> Outcome:
     now = utcnow()
     content_type = payloads.content_type_of(request.headers)
     events: list[payloads.Event] | None = None
@@ -170,6 +188,8 @@ def _normalize_raw(
                 outcome.events.append(ref)
                 new += is_new
             outcome.new_recordings = context.new_recordings
+    except sa.exc.OperationalError:
+        raise  # the database, not our parsing: retried whole, or answered 503
     except Exception:
         # A bug in normalization must not lose the request: keep it raw, answer 202, replay later.
         log.exception("could not normalize raw event %s; kept for replay", raw_id)
@@ -390,7 +410,9 @@ class _Context:
         message = self.session.scalars(
             sa.select(Message)
             .where(Message.id == message_id)
-            .with_for_update()
+            # FOR NO KEY UPDATE: does not conflict with the KEY SHARE locks that concurrent
+            # event inserts take through their foreign key, so two reports cannot deadlock here.
+            .with_for_update(key_share=True)
             .execution_options(populate_existing=True)
         ).one()
         changes: dict[str, Any] = {

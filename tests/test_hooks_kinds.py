@@ -53,13 +53,11 @@ def test_sms_dlr_fields(hooks, api):
     assert message["submitted_at"] == "2023-11-27T04:33:02Z"
     assert message["created_at"].endswith("Z")
     (event,) = message["events"]
-    assert event == {
-        "status": "delivered",
-        "provider_status": "DELIVRD",
-        "occurred_at": "2023-11-27T12:03:05Z",
-        "received_at": event["received_at"],
-        "source": "portal",
-    }
+    assert event["status"] == "delivered"
+    assert event["provider_status"] == "DELIVRD"
+    assert event["occurred_at"] == "2023-11-27T12:03:05Z"
+    assert event["received_at"].endswith("Z")
+    assert event["source"] == "portal"
 
 
 def test_time_texts_are_in_the_provider_timezone(hooks, api):
