@@ -1,0 +1,113 @@
+"""`receiver sources` and `receiver apikeys`: secrets printed once, alone on the last line."""
+
+from __future__ import annotations
+
+from tests.conftest import row_counts
+from tests.payloads import sms
+
+
+def last_line(result) -> str:
+    return result.output.strip().splitlines()[-1]
+
+
+def post(client, secret, name="shop", **payload):
+    return client.post(f"/hooks/{name}", json=sms(**payload), headers={"Authorization": f"Bearer {secret}"})
+
+
+def test_add_generates_a_secret_and_prints_the_callback_url(runner, client, app):
+    result = runner.invoke(args=["sources", "add", "shop"])
+    assert result.exit_code == 0, result.output
+    secret = last_line(result)
+    assert len(secret) >= 32
+    assert "http://testserver/hooks/shop" in result.output
+    assert post(client, secret, id="cli:1").status_code == 200
+    listing = runner.invoke(args=["sources", "list"])
+    assert "shop" in listing.output
+    assert secret not in listing.output
+
+
+def test_add_with_given_secret_and_keys(runner, client):
+    result = runner.invoke(
+        args=[
+            "sources",
+            "add",
+            "given",
+            "--secret",
+            "given-secret-1",
+            "--validation-key",
+            "v-key",
+            "--signing-key",
+            "k",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert last_line(result) == "given-secret-1"
+    assert "validation key, signing key" in runner.invoke(args=["sources", "list"]).output
+
+
+def test_add_refuses_a_taken_or_invalid_name(runner):
+    assert runner.invoke(args=["sources", "add", "shop"]).exit_code == 0
+    taken = runner.invoke(args=["sources", "add", "shop"])
+    assert taken.exit_code != 0
+    assert "exists already" in taken.output
+    invalid = runner.invoke(args=["sources", "add", "Bad Name!"])
+    assert invalid.exit_code != 0
+    assert "invalid name" in invalid.output
+
+
+def test_rotate_keeps_the_old_secret_for_the_grace_period(runner, client):
+    old = last_line(runner.invoke(args=["sources", "add", "shop"]))
+    result = runner.invoke(args=["sources", "rotate", "shop"])
+    assert result.exit_code == 0, result.output
+    new = last_line(result)
+    assert new != old
+    assert post(client, new, id="rot:1").status_code == 200
+    assert post(client, old, id="rot:2").status_code == 200
+    listing = runner.invoke(args=["sources", "list"]).output
+    assert "previous secret valid until" in listing
+
+
+def test_rotate_with_no_grace_retires_the_old_secret(runner, client):
+    old = last_line(runner.invoke(args=["sources", "add", "shop"]))
+    new = last_line(runner.invoke(args=["sources", "rotate", "shop", "--grace-hours", "0"]))
+    assert post(client, old, id="rot:3").status_code == 401
+    assert post(client, new, id="rot:4").status_code == 200
+    assert runner.invoke(args=["sources", "rotate", "nobody"]).exit_code != 0
+
+
+def test_remove_refuses_webhooks_and_keeps_data(runner, client, app, api):
+    secret = last_line(runner.invoke(args=["sources", "add", "shop"]))
+    assert post(client, secret, id="rm:1").status_code == 200
+    assert runner.invoke(args=["sources", "remove", "shop"]).exit_code == 0
+    assert post(client, secret, id="rm:2").status_code == 404
+    assert row_counts(app)["messages"] == 1
+    assert api("/api/v1/messages/rm:1").get_json()["source"] == "shop"
+    assert runner.invoke(args=["sources", "remove", "shop"]).exit_code != 0
+
+
+def test_apikeys_create_and_revoke(runner, client):
+    result = runner.invoke(args=["apikeys", "create", "support"])
+    assert result.exit_code == 0, result.output
+    key = last_line(result)
+    headers = {"Authorization": f"Bearer {key}"}
+    assert client.get("/api/v1/messages/none", headers=headers).status_code == 404
+    assert "support" in runner.invoke(args=["apikeys", "list"]).output
+    assert runner.invoke(args=["apikeys", "revoke", "support"]).exit_code == 0
+    revoked = client.get("/api/v1/messages/none", headers=headers)
+    assert revoked.status_code == 401
+    assert revoked.get_json()["status"] == "ERROR"
+    assert client.get("/api/v1/messages/none").status_code == 401
+    assert runner.invoke(args=["apikeys", "revoke", "support"]).exit_code != 0
+
+
+def test_db_upgrade_is_idempotent(runner):
+    result = runner.invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "head" in result.output
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").get_json()["message"] == "up"
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json()["revision"]
