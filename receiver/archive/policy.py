@@ -1,0 +1,101 @@
+"""The archive policy: with `ARCHIVE_AFTER_DAYS` set, export, verify and prune on its own, every day.
+
+The cutoff is UTC midnight `ARCHIVE_AFTER_DAYS` days ago, so one run a day makes one archive a day.
+`run_policy` is a plain function (the worker's daily task and `receiver archive policy` call it); a
+run that finds today's archive already made (another worker, a rerun) verifies it and prunes again,
+which deletes only what is still there: every step is safe to repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+
+from .destination import destination
+from .export import ExportResult, export_archive
+from .format import MANIFEST, archive_name
+from .manifest import Manifest
+from .prune import PruneResult, prune
+
+log = logging.getLogger(__name__)
+
+# When the worker runs the policy (UTC): after midnight, away from the top of the hour.
+SCHEDULE = {"minute": "17", "hour": "3"}
+
+
+@dataclass
+class PolicyRun:
+    before: datetime
+    export: ExportResult | None
+    prune: PruneResult
+
+
+def cutoff(days: int, now: datetime | None = None) -> datetime:
+    """UTC midnight `days` days before `now`."""
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    return datetime.combine(today - timedelta(days=days), time(0), tzinfo=UTC)
+
+
+def run_policy(config: dict[str, Any], engine: sa.Engine, now: datetime | None = None) -> PolicyRun | None:
+    """Archive and prune what is older than ARCHIVE_AFTER_DAYS; None when the policy is off.
+
+    :raises ArchiveError: export, verification or pruning failed; the database keeps every row
+        no verified archive holds.
+    """
+    days = config.get("ARCHIVE_AFTER_DAYS")
+    if not days:
+        return None
+    before = cutoff(int(days), now)
+    dest = destination(config["ARCHIVE_DIR"], config)
+    name = archive_name(before)
+    exported: ExportResult | None = None
+    if dest.exists(name):
+        Manifest.from_bytes(dest.read(name, MANIFEST), dest.where(name))
+        log.info("archive policy: %s exists already; verifying it and pruning again", dest.where(name))
+    else:
+        exported = export_archive(engine, dest, before, recordings_dir=config["RECORDINGS_DIR"], now=now)
+        log.info(
+            "archive policy: exported %s (%s), manifest %s",
+            exported.where,
+            _summary(exported.counts),
+            exported.manifest_sha256,
+        )
+    pruned = prune(engine, dest, before)
+    log.info(
+        "archive policy: verified %s; deleted %s; kept as changed since export: %s; "
+        "raw events still referred to: %d",
+        pruned.where,
+        _summary(pruned.deleted),
+        _summary(pruned.changed),
+        pruned.referenced,
+    )
+    return PolicyRun(before, exported, pruned)
+
+
+def _summary(counts: Any) -> str:
+    return ", ".join(f"{table} {n}" for table, n in sorted(counts.items()) if n) or "nothing"
+
+
+def init_app(app: Flask) -> None:
+    """Register the daily policy task on the app's queue (it runs where periodic tasks are enabled)."""
+    from huey import crontab
+
+    huey = app.extensions["receiver.huey"]
+
+    def archive_policy() -> None:
+        if not app.config.get("ARCHIVE_AFTER_DAYS"):
+            return
+        with huey.lock_task("archive-policy"), app.app_context():
+            engine = app.extensions["receiver.db"].engine
+            try:
+                run_policy(app.config, engine)
+            except Exception:
+                log.exception("archive policy failed; nothing was deleted that no verified archive holds")
+                raise
+
+    huey.periodic_task(crontab(**SCHEDULE), name="archive_policy")(archive_policy)

@@ -1,0 +1,140 @@
+"""`receiver archive prune`: delete from the database the rows a verified archive holds, and only those.
+
+A row is deleted only when its current content, serialized the same way, is byte for byte the
+archived line: a message that got a late status after the export (a new event, a new status) is
+kept and goes into the next archive. Each batch is its own short transaction that locks the rows it
+compares (FOR UPDATE on PostgreSQL, an immediate write transaction on SQLite), so ingest is never
+locked out for long, and an interrupted prune simply starts over: deleted rows are "already gone".
+Referrers go before what they refer to; a raw event is kept while any row still refers to it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from tqdm import tqdm
+
+from .destination import Destination
+from .format import KINDS, MANIFEST, PRUNE_ORDER, RAW, ArchiveError, Kind, iter_raw_lines, line
+from .manifest import Manifest
+from .verify import verify_archive
+
+BATCH = 500
+
+
+@dataclass
+class PruneResult:
+    name: str
+    where: str
+    before: datetime
+    deleted: Counter[str] = field(default_factory=Counter)
+    changed: Counter[str] = field(default_factory=Counter)
+    gone: Counter[str] = field(default_factory=Counter)
+    referenced: int = 0
+
+
+def newest_archive(dest: Destination, before: datetime) -> tuple[str, Manifest]:
+    """The newest archive of `dest` whose cutoff is at or before `before`."""
+    for name in reversed(dest.archives()):
+        manifest = Manifest.from_bytes(dest.read(name, MANIFEST), dest.where(name))
+        if manifest.before <= before:
+            return name, manifest
+    raise ArchiveError(
+        f"no archive in {dest.url} covers rows before {before:%Y-%m-%dT%H:%M:%SZ}; "
+        "export one first (nothing was deleted)"
+    )
+
+
+def prune(
+    engine: sa.Engine,
+    dest: Destination,
+    before: datetime,
+    *,
+    batch: int = BATCH,
+    progress: bool = False,
+) -> PruneResult:
+    """Delete the rows of the newest verified archive at or before `before` that are unchanged.
+
+    :raises ArchiveError: no such archive, or it does not verify (then nothing is deleted).
+    """
+    name, _ = newest_archive(dest, before.astimezone(UTC))
+    verified = verify_archive(dest, name, progress=progress)
+    result = PruneResult(name, verified.where, verified.manifest.before)
+    for kind in PRUNE_ORDER:
+        paths = sorted(p for p in verified.manifest.files if p.startswith(kind.name + "/"))
+        total = verified.manifest.counts.get(kind.table.name, 0)
+        with tqdm(total=total, desc=f"prune {kind.name}", unit="rows", disable=not progress) as bar:
+            for path in paths:
+                with dest.open(name, path) as stream:
+                    for lines in _batches(iter_raw_lines(stream), batch):
+                        _prune_batch(engine, kind, lines, result)
+                        bar.update(len(lines))
+    return result
+
+
+def _batches(lines: Iterator[bytes], size: int) -> Iterator[list[tuple[Any, str]]]:
+    chunk: list[tuple[Any, str]] = []
+    for raw in lines:
+        text = raw.decode()
+        chunk.append((json.loads(text)["id"], text))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _lock(conn: sa.Connection) -> None:
+    """Make the batch's compare-then-delete atomic on SQLite (PostgreSQL locks the rows instead)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _prune_batch(engine: sa.Engine, kind: Kind, lines: list[tuple[Any, str]], result: PruneResult) -> None:
+    table = kind.table
+    ids = [row_id for row_id, _ in lines]
+    with engine.connect() as conn:
+        _lock(conn)
+        rows = conn.execute(sa.select(table).where(table.c.id.in_(ids)).with_for_update()).all()
+        children: dict[Any, list[sa.Row[Any]]] = {row.id: [] for row in rows}
+        if kind.child is not None and rows:
+            fk = kind.child.c[kind.child_fk]  # type: ignore[index]
+            stmt = (
+                sa.select(kind.child)
+                .where(fk.in_(list(children)))
+                .order_by(fk, kind.child.c.id)
+                .with_for_update()
+            )
+            for child in conn.execute(stmt):
+                children[child._mapping[kind.child_fk]].append(child)  # type: ignore[index]
+        current = {row.id: line(kind, row, children[row.id]) for row in rows}
+        same = [row_id for row_id, text in lines if current.get(row_id) == text]
+        result.gone[table.name] += len(ids) - len(current)
+        result.changed[table.name] += len(current) - len(same)
+        if same:
+            _delete(conn, kind, same, result)
+        conn.commit()
+
+
+def _delete(conn: sa.Connection, kind: Kind, ids: list[Any], result: PruneResult) -> None:
+    table = kind.table
+    if kind.child is not None:
+        fk = kind.child.c[kind.child_fk]  # type: ignore[index]
+        deleted = conn.execute(sa.delete(kind.child).where(fk.in_(ids))).rowcount
+        result.deleted[kind.child.name] += deleted
+    where = table.c.id.in_(ids)
+    if kind is RAW:
+        for other in KINDS:
+            for referrer in (other.table, other.child):
+                if referrer is not None and "raw_event_id" in referrer.c:
+                    where = where & ~sa.exists().where(referrer.c.raw_event_id == table.c.id)
+    deleted = conn.execute(sa.delete(table).where(where)).rowcount
+    result.deleted[table.name] += deleted
+    if kind is RAW:
+        result.referenced += len(ids) - deleted

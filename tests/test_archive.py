@@ -1,0 +1,359 @@
+"""The compliance archive (SPEC §7): export, verify, prune, import, on the real database."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from receiver.archive import LocalDestination, export_archive, import_archive, prune
+from receiver.archive.format import ArchiveError, iter_lines
+from tests.archive_data import CUTOFF, DAY1, counts, seed, snapshot
+
+BEFORE = CUTOFF.strftime("%Y-%m-%d")
+
+
+@pytest.fixture
+def engine(app: Any) -> sa.Engine:
+    return app.extensions["receiver.db"].engine
+
+
+@pytest.fixture
+def seeded(app: Any, engine: sa.Engine, settings: dict[str, Any]) -> Any:
+    return seed(engine, Path(settings["RECORDINGS_DIR"]))
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def export(runner: Any, out: Any, before: str = BEFORE) -> Any:
+    result = runner.invoke(args=["archive", "export", "--before", before, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def manifest_of(archive: Path) -> dict[str, Any]:
+    return json.loads((archive / "manifest.json").read_bytes())
+
+
+def rows_in(archive: Path, kind: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for path in sorted((archive / kind).glob("*.jsonl.gz")):
+        with open(path, "rb") as stream:
+            rows += list(iter_lines(stream))
+    return rows
+
+
+def test_export_writes_everything_before_the_cutoff_and_is_deterministic(runner, seeded, tmp_path):
+    first = runner.invoke(args=["archive", "export", "--before", BEFORE, "--out", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(args=["archive", "export", "--before", BEFORE, "--out", str(tmp_path / "b")])
+    assert second.exit_code == 0, second.output
+    archive = tmp_path / "a" / "archive-20260112T000000Z"
+    assert files_of(archive) == files_of(tmp_path / "b" / "archive-20260112T000000Z")
+
+    manifest = manifest_of(archive)
+    assert manifest["previous"] is None
+    assert manifest["period"] == {"from": None, "before": "2026-01-12T00:00:00.000000Z"}
+    assert manifest["schema"] == "0001"
+    # 2 days x 3 messages + the one that straddles the cutoff, each with all its events.
+    assert manifest["counts"]["messages"] == 7
+    assert manifest["counts"]["message_events"] == 14
+    assert manifest["counts"]["inbound_messages"] == 6
+    assert manifest["counts"]["opt_outs"] == 6
+    assert manifest["counts"]["calls"] == 5
+    assert manifest["counts"]["recordings"] == 5
+    # Raw events of every archived row, including the straddling message's later report.
+    assert manifest["counts"]["raw_events"] == 2 * 3 * 4 + 2 + 2 + 1 + 2
+    assert sorted(p for p in manifest["files"] if p.startswith("messages/")) == [
+        "messages/2026-01-10.jsonl.gz",
+        "messages/2026-01-11.jsonl.gz",
+    ]
+    assert "raw_events/2026-01-12.jsonl.gz" in manifest["files"]  # the straddler's late report
+    # Two distinct audio files: the duplicate is stored once; pending recordings have none.
+    assert len([p for p in manifest["files"] if p.startswith("recordings/")]) == 2
+    for path, entry in manifest["files"].items():
+        assert len(entry["sha256"]) == 64 and entry["bytes"] == (archive / path).stat().st_size
+
+    messages = {m["id"]: m for m in rows_in(archive, "messages")}
+    assert [e["provider_status"] for e in messages["msg-straddles"]["events"]] == ["AWAITING-DLR", "DELIVRD"]
+    assert "msg-2-0" not in messages
+    assert messages["msg-0-1"]["credits"] == "2.5000"
+    raw = rows_in(archive, "raw_events")[0]
+    assert base64.b64decode(raw["body"]).startswith(b'{"id":"x"}\xff\x00')  # the bytes, exactly
+    assert raw["received_at"].endswith("Z")
+    gz = (archive / "raw_events/2026-01-10.jsonl.gz").read_bytes()
+    assert gz[4:8] == b"\0\0\0\0" and gz[3] & 0x08 == 0  # mtime 0, no file name
+
+
+def test_verify_accepts_a_good_archive_and_names_each_problem(runner, seeded, tmp_path):
+    assert (
+        runner.invoke(args=["archive", "export", "--before", BEFORE, "--out", str(tmp_path)]).exit_code == 0
+    )
+    archive = tmp_path / "archive-20260112T000000Z"
+    ok = runner.invoke(args=["archive", "verify", str(archive)])
+    assert ok.exit_code == 0, ok.output
+    assert "OK" in ok.output
+
+    day = archive / "messages/2026-01-10.jsonl.gz"
+    original = day.read_bytes()
+    day.write_bytes(original[:-9] + bytes([original[-9] ^ 1]) + original[-8:])
+    bad = runner.invoke(args=["archive", "verify", str(archive)])
+    assert bad.exit_code != 0
+    assert "messages/2026-01-10.jsonl.gz" in bad.output
+
+    day.write_bytes(original)
+    (archive / "opt_outs/2026-01-11.jsonl.gz").unlink()
+    (archive / "notes.txt").write_text("added later")
+    bad = runner.invoke(args=["archive", "verify", str(archive)])
+    assert bad.exit_code != 0
+    assert "opt_outs/2026-01-11.jsonl.gz: missing" in bad.output
+    assert "notes.txt: extra file" in bad.output
+
+
+def test_a_line_changed_and_recompressed_is_caught_by_hash_and_counts(runner, seeded, tmp_path):
+    assert (
+        runner.invoke(args=["archive", "export", "--before", BEFORE, "--out", str(tmp_path)]).exit_code == 0
+    )
+    archive = tmp_path / "archive-20260112T000000Z"
+    path = archive / "inbound_messages/2026-01-10.jsonl.gz"
+    lines = gzip.decompress(path.read_bytes()).splitlines(keepends=True)
+    path.write_bytes(gzip.compress(b"".join(lines[:-1]), mtime=0))
+    bad = runner.invoke(args=["archive", "verify", str(archive)])
+    assert bad.exit_code != 0
+    assert "inbound_messages/2026-01-10.jsonl.gz: 2 rows, the manifest says 3" in bad.output
+    assert "inbound_messages: 5 rows in the files, the manifest says 6" in bad.output
+
+
+def test_archives_chain_and_a_broken_chain_fails(runner, engine, seeded, tmp_path):
+    out = str(tmp_path)
+    export(runner, out, "2026-01-11")
+    export(runner, out, BEFORE)
+    first, second = tmp_path / "archive-20260111T000000Z", tmp_path / "archive-20260112T000000Z"
+    link = manifest_of(second)["previous"]
+    import hashlib
+
+    assert link == {
+        "name": first.name,
+        "sha256": hashlib.sha256((first / "manifest.json").read_bytes()).hexdigest(),
+    }
+    assert manifest_of(second)["period"]["from"] == "2026-01-11T00:00:00.000000Z"
+    everything = runner.invoke(args=["archive", "verify", out])
+    assert everything.exit_code == 0, everything.output
+    assert everything.output.count(": OK:") == 2
+
+    # An earlier cutoff after a later one would fork the chain.
+    late = runner.invoke(args=["archive", "export", "--before", "2026-01-10", "--out", out])
+    assert late.exit_code != 0 and "later archive" in late.output
+
+    manifest = manifest_of(first)
+    manifest["counts"]["messages"] += 0
+    (first / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    bad = runner.invoke(args=["archive", "verify", str(second)])
+    assert bad.exit_code != 0
+    assert "broken chain" in bad.output and first.name in bad.output
+
+    import shutil
+
+    shutil.rmtree(first)
+    bad = runner.invoke(args=["archive", "verify", out])
+    assert bad.exit_code != 0
+    assert f"the previous archive {first.name} is not in" in bad.output
+
+
+def test_manifest_from_a_newer_receiver_is_refused(runner, engine, seeded, tmp_path):
+    assert (
+        runner.invoke(args=["archive", "export", "--before", BEFORE, "--out", str(tmp_path)]).exit_code == 0
+    )
+    archive = tmp_path / "archive-20260112T000000Z"
+    manifest = manifest_of(archive)
+    before = counts(engine)
+    for change, words in (
+        ({"format": 99}, "archive format 99 is newer"),
+        ({"schema": "9999_future"}, "newer receiver"),
+    ):
+        (archive / "manifest.json").write_text(json.dumps({**manifest, **change}))
+        for args in (
+            ["verify", str(archive)],
+            ["import", str(archive)],
+            ["prune", "--before", BEFORE, "--from", str(tmp_path)],
+        ):
+            result = runner.invoke(args=["archive", *args])
+            assert result.exit_code != 0, args
+            assert words in result.output
+    assert counts(engine) == before
+
+    (archive / "manifest.json").write_text("{not json")
+    result = runner.invoke(args=["archive", "verify", str(archive)])
+    assert result.exit_code != 0 and "not valid JSON" in result.output
+
+
+def test_export_prune_import_gives_the_same_rows_back(runner, engine, seeded, tmp_path, settings):
+    everything = snapshot(engine)
+    out = str(tmp_path / "archives")
+    export(runner, out, BEFORE)
+    archive = Path(out) / "archive-20260112T000000Z"
+
+    pruned = runner.invoke(args=["archive", "prune", "--before", BEFORE, "--from", out, "--batch", "4"])
+    assert pruned.exit_code == 0, pruned.output
+    left = counts(engine)
+    assert left["messages"] == 3 and left["message_events"] == 6  # day 3 only
+    assert left["inbound_messages"] == 3 and left["opt_outs"] == 3 and left["calls"] == 2
+    # Day 3's raw events, and the straddler's late report is archived but it was also the only
+    # thing referring to it, so it went too.
+    assert left["raw_events"] == 3 * 4 + 2
+
+    # Running it again finds everything gone already.
+    again = runner.invoke(args=["archive", "prune", "--before", BEFORE, "--from", out])
+    assert again.exit_code == 0, again.output
+    assert "already gone" in again.output and counts(engine) == left
+
+    # Recording files stay where the worker put them: the import must not need them.
+    for path in Path(settings["RECORDINGS_DIR"]).rglob("*"):
+        if path.is_file():
+            path.unlink()
+    restored = runner.invoke(args=["archive", "import", str(archive)])
+    assert restored.exit_code == 0, restored.output
+    assert snapshot(engine) == everything
+    assert "recording files restored: 2" in restored.output
+    assert len([p for p in Path(settings["RECORDINGS_DIR"]).rglob("*") if p.is_file()]) == 2
+
+    # A second export of the same period, after all that, gives the same bytes.
+    assert (
+        runner.invoke(
+            args=["archive", "export", "--before", BEFORE, "--out", str(tmp_path / "again")]
+        ).exit_code
+        == 0
+    )
+    assert files_of(archive) == files_of(tmp_path / "again" / archive.name)
+
+    # Importing twice changes nothing; new rows get fresh ids past the restored ones.
+    twice = runner.invoke(args=["archive", "import", str(archive)])
+    assert twice.exit_code == 0 and "already present" in twice.output
+    assert snapshot(engine) == everything
+    top = max(int(json.loads(r)["id"]) for r in everything["raw_events"])
+    with engine.begin() as conn:
+        new_id = seeded.raw(conn, CUTOFF + timedelta(days=2))
+    assert new_id > top
+
+
+def test_prune_keeps_what_changed_since_the_export(runner, engine, seeded, tmp_path):
+    out = str(tmp_path)
+    export(runner, out, BEFORE)
+    seeded.late_event("msg-0-0", "read", CUTOFF + timedelta(days=1))
+    result = runner.invoke(args=["archive", "prune", "--before", BEFORE, "--from", out])
+    assert result.exit_code == 0, result.output
+    assert "kept, changed since the export" in result.output and "messages 1" in result.output
+    with engine.connect() as conn:
+        kept = (
+            conn.execute(
+                sa.text("SELECT id FROM messages WHERE created_at < :c"),
+                {"c": CUTOFF.replace(tzinfo=None) if engine.dialect.name == "sqlite" else CUTOFF},
+            )
+            .scalars()
+            .all()
+        )
+        events = conn.scalar(sa.text("SELECT count(*) FROM message_events WHERE message_id = 'msg-0-0'"))
+        raws = conn.scalar(
+            sa.text(
+                "SELECT count(*) FROM raw_events r JOIN message_events e ON e.raw_event_id = r.id "
+                "WHERE e.message_id = 'msg-0-0'"
+            )
+        )
+    assert kept == ["msg-0-0"]
+    assert events == 3 and raws == 3  # the message, its history and the raw events it refers to
+
+    # The next archive takes it, whole.
+    export(runner, out, "2026-01-13")
+    rows = rows_in(tmp_path / "archive-20260113T000000Z", "messages")
+    assert [len(m["events"]) for m in rows if m["id"] == "msg-0-0"] == [3]
+
+
+def test_prune_refuses_an_archive_that_does_not_verify(runner, engine, seeded, tmp_path):
+    out = str(tmp_path)
+    export(runner, out, BEFORE)
+    before = counts(engine)
+    (tmp_path / "archive-20260112T000000Z" / "calls" / "2026-01-10.jsonl.gz").write_bytes(
+        b"\x1f\x8bnot really"
+    )
+    result = runner.invoke(args=["archive", "prune", "--before", BEFORE, "--from", out])
+    assert result.exit_code != 0
+    assert "calls/2026-01-10.jsonl.gz" in result.output and "nothing was changed" in result.output
+    assert counts(engine) == before
+
+    nothing = runner.invoke(args=["archive", "prune", "--before", "2026-01-11", "--from", out])
+    assert nothing.exit_code != 0 and "no archive" in nothing.output
+    assert counts(engine) == before
+
+
+class InterruptingDestination(LocalDestination):
+    """A folder whose reads stop dead after so many data files, as a killed process would."""
+
+    def __init__(self, root: Path, files: int) -> None:
+        super().__init__(root)
+        self.left = files
+
+    def open(self, name: str, path: str) -> Any:
+        if path.endswith(".jsonl.gz"):
+            self.left -= 1
+            if self.left < 0:
+                raise KeyboardInterrupt
+        return super().open(name, path)
+
+
+def test_an_interrupted_prune_can_be_run_again(engine, seeded, tmp_path, settings):
+    dest = LocalDestination(tmp_path)
+    export_archive(engine, dest, CUTOFF, recordings_dir=settings["RECORDINGS_DIR"])
+    data_files = len(list(tmp_path.rglob("*.jsonl.gz")))
+    # Verification reads every data file once; pruning then gets through one and a half files.
+    with pytest.raises(KeyboardInterrupt):
+        prune(engine, InterruptingDestination(tmp_path, files=data_files + 1), CUTOFF, batch=2)
+    partial = counts(engine)
+    assert 3 < partial["messages"] < 10  # some batches committed, the rest untouched
+    result = prune(engine, dest, CUTOFF, batch=2)
+    assert result.gone["messages"] > 0
+    after = counts(engine)
+    assert after["messages"] == 3 and after["raw_events"] == 14
+
+
+def test_export_leaves_nothing_behind_when_a_recording_file_is_missing(engine, seeded, tmp_path, settings):
+    for path in Path(settings["RECORDINGS_DIR"]).rglob("*"):
+        if path.is_file():
+            path.unlink()
+            break
+    with pytest.raises(ArchiveError, match="is missing; nothing was archived"):
+        export_archive(
+            engine, LocalDestination(tmp_path / "out"), CUTOFF, recordings_dir=settings["RECORDINGS_DIR"]
+        )
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_export_refuses_a_cutoff_in_the_future(runner, seeded, tmp_path):
+    result = runner.invoke(args=["archive", "export", "--before", "2999-01-01", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "in the future" in result.output
+    result = runner.invoke(args=["archive", "export", "--before", "last tuesday", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "not a date" in result.output
+
+
+def test_import_into_an_empty_database_round_trips(engine, seeded, tmp_path, settings):
+    everything = snapshot(engine)
+    dest = LocalDestination(tmp_path)
+    export_archive(engine, dest, DAY1 + timedelta(days=5), recordings_dir=settings["RECORDINGS_DIR"])
+    from tests.conftest import empty_tables
+
+    empty_tables(settings["DATABASE_URL"])
+    assert sum(counts(engine).values()) == 0
+    result = import_archive(
+        engine, dest, "archive-20260115T000000Z", recordings_dir=settings["RECORDINGS_DIR"]
+    )
+    assert result.inserted["raw_events"] == len(everything["raw_events"])
+    assert snapshot(engine) == everything
