@@ -103,6 +103,9 @@ def init_app(app: Flask) -> None:
     jobs = Jobs(app)
     app.extensions["receiver.jobs"] = jobs
     app.extensions["receiver.huey"] = jobs.huey
+    from .archive import policy as archive_policy  # the daily ARCHIVE_AFTER_DAYS task
+
+    archive_policy.init_app(app)
 
 
 def get_jobs(app: Flask) -> Jobs:
