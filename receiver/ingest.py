@@ -131,8 +131,10 @@ def _receive_once(session: orm.Session, request: RawRequest, settings: Settings)
         "remote_addr": request.remote_addr,
         "sha256": hashlib.sha256(request.body).hexdigest(),
         "fingerprint": fingerprint(request.method, request.kind_hint, request.query_string, request.body),
-        "state": RawState.quarantined if errors else RawState.pending,
-        "errors": errors,
+        # The likely final state, so that the common case needs no UPDATE afterwards.
+        "state": _expected_state(events),
+        "errors": errors if events is None else _unknown_kind_errors(events),
+        "processed_at": now,
         "kinds": [e.kind for e in events] if events is not None else None,
     }
     with session.begin():
@@ -148,7 +150,9 @@ def _receive_once(session: orm.Session, request: RawRequest, settings: Settings)
         if errors is not None:
             return Outcome(422, "validation failed", inserted, errors=errors)
         assert events is not None
-        return _normalize_raw(session, inserted, request.source, events, now, settings)
+        return _normalize_raw(
+            session, inserted, request.source, events, now, settings, stored=values["state"]
+        )
 
 
 def reprocess(session: orm.Session, raw_id: int, settings: Settings) -> Outcome:
@@ -176,7 +180,9 @@ def _normalize_raw(
     events: list[payloads.Event],
     received_at: datetime,
     settings: Settings,
+    stored: RawState | None = None,
 ) -> Outcome:
+    """Write the rows of a raw event's events; mark the raw event unless `stored` is its state."""
     outcome = Outcome(200, "stored", raw_id, kinds=[e.kind for e in events])
     understood = [e for e in events if e.kind is not None]
     new = 0
@@ -198,13 +204,29 @@ def _normalize_raw(
         return outcome
     if len(understood) < len(events):
         outcome.code, outcome.message = 202, "accepted"
-        _mark(session, raw_id, RawState.pending, {"_kind": ["event kind not recognised"]})
+        state = RawState.pending
     elif new == 0:
         outcome.message = "duplicate"
-        _mark(session, raw_id, RawState.duplicate, None)
+        state = RawState.duplicate
     else:
-        _mark(session, raw_id, RawState.processed, None)
+        state = RawState.processed
+    if state != stored:
+        _mark(session, raw_id, state, _unknown_kind_errors(events))
     return outcome
+
+
+def _expected_state(events: list[payloads.Event] | None) -> RawState:
+    if events is None:
+        return RawState.quarantined
+    if any(e.kind is None for e in events):
+        return RawState.pending
+    return RawState.processed
+
+
+def _unknown_kind_errors(events: list[payloads.Event]) -> dict[str, Any] | None:
+    if any(e.kind is None for e in events):
+        return {"_kind": ["event kind not recognised; kept for replay"]}
+    return None
 
 
 def _mark(session: orm.Session, raw_id: int, state: RawState, errors: dict[str, Any] | None) -> None:

@@ -133,12 +133,12 @@ class Message(Base):
         sa.Index("ix_messages_status_created_at", "status", "created_at"),
     )
 
-    id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     source: Mapped[name64]
-    channel: Mapped[str] = mapped_column(sa.String(16))
-    mobile: Mapped[str | None] = mapped_column(sa.String(64))
-    sender: Mapped[str | None] = mapped_column(sa.String(128))
-    service: Mapped[str | None] = mapped_column(sa.String(32))
+    channel: Mapped[str] = mapped_column(sa.String(32))
+    mobile: Mapped[str | None] = mapped_column(sa.String(255))
+    sender: Mapped[str | None] = mapped_column(sa.String(255))
+    service: Mapped[str | None] = mapped_column(sa.String(255))
     custom: Mapped[str | None] = mapped_column(sa.String(255), index=True)
     custom1: Mapped[str | None] = mapped_column(sa.String(255))
     custom2: Mapped[str | None] = mapped_column(sa.String(255))
@@ -146,18 +146,18 @@ class Message(Base):
     foreign_id: Mapped[str | None] = mapped_column(sa.String(255))
     credits: Mapped[Decimal | None] = mapped_column(sa.Numeric(14, 4))
     units: Mapped[int | None]
-    operator: Mapped[str | None] = mapped_column(sa.String(128))
-    operator_code: Mapped[str | None] = mapped_column(sa.String(32))
-    region: Mapped[str | None] = mapped_column(sa.String(128))
-    region_code: Mapped[str | None] = mapped_column(sa.String(32))
-    country: Mapped[str | None] = mapped_column(sa.String(128))
-    country_code: Mapped[str | None] = mapped_column(sa.String(32))
+    operator: Mapped[str | None] = mapped_column(sa.String(255))
+    operator_code: Mapped[str | None] = mapped_column(sa.String(255))
+    region: Mapped[str | None] = mapped_column(sa.String(255))
+    region_code: Mapped[str | None] = mapped_column(sa.String(255))
+    country: Mapped[str | None] = mapped_column(sa.String(255))
+    country_code: Mapped[str | None] = mapped_column(sa.String(255))
     submitted_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     read_at: Mapped[datetime | None]
     status: Mapped[Status] = mapped_column(_enum(Status))
-    provider_status: Mapped[str] = mapped_column(sa.String(64))
+    provider_status: Mapped[str] = mapped_column(sa.String(255))
     # The provider's time of the current status, to order late and out-of-order reports.
     status_at: Mapped[datetime | None]
     created_at: Mapped[created]
@@ -184,7 +184,7 @@ class MessageEvent(Base):
     raw_event_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True)
     source: Mapped[name64]
     status: Mapped[Status] = mapped_column(_enum(Status))
-    provider_status: Mapped[str] = mapped_column(sa.String(64))
+    provider_status: Mapped[str] = mapped_column(sa.String(255))
     occurred_at: Mapped[datetime | None]
     received_at: Mapped[created]
 
@@ -197,19 +197,19 @@ class InboundMessage(Base):
     __tablename__ = "inbound_messages"
     __table_args__ = (sa.Index("ix_inbound_messages_received_at_id", "received_at", "id"),)
 
-    id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     source: Mapped[name64]
     raw_event_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True)
-    channel: Mapped[str] = mapped_column(sa.String(16))
-    from_number: Mapped[str | None] = mapped_column(sa.String(128), index=True)
-    to_number: Mapped[str | None] = mapped_column(sa.String(128), index=True)
-    type: Mapped[str | None] = mapped_column(sa.String(32))
+    channel: Mapped[str] = mapped_column(sa.String(32))
+    from_number: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    to_number: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    type: Mapped[str | None] = mapped_column(sa.String(255))
     text: Mapped[str | None] = mapped_column(sa.Text)
     media_url: Mapped[str | None] = mapped_column(sa.Text)
     caption: Mapped[str | None] = mapped_column(sa.Text)
     file_name: Mapped[str | None] = mapped_column(sa.String(255))
-    keyword1: Mapped[str | None] = mapped_column(sa.String(128))
-    keyword2: Mapped[str | None] = mapped_column(sa.String(128))
+    keyword1: Mapped[str | None] = mapped_column(sa.String(255))
+    keyword2: Mapped[str | None] = mapped_column(sa.String(255))
     occurred_at: Mapped[datetime | None]
     contact: Mapped[dict[str, Any] | None]
     received_at: Mapped[created]
@@ -226,20 +226,20 @@ class Call(Base):
     dedupe_key: Mapped[str] = mapped_column(sa.String(64), unique=True)
     source: Mapped[name64]
     raw_event_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True)
-    service: Mapped[str | None] = mapped_column(sa.String(16))
-    bridge: Mapped[str | None] = mapped_column(sa.String(64))
-    from_number: Mapped[str | None] = mapped_column(sa.String(64), index=True)
-    to_number: Mapped[str | None] = mapped_column(sa.String(64), index=True)
-    mid: Mapped[str | None] = mapped_column(sa.String(128), index=True)
-    flow_id: Mapped[str | None] = mapped_column(sa.String(64))
+    service: Mapped[str | None] = mapped_column(sa.String(255))
+    bridge: Mapped[str | None] = mapped_column(sa.String(255))
+    from_number: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    to_number: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    mid: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    flow_id: Mapped[str | None] = mapped_column(sa.String(255))
     start_at: Mapped[datetime | None]
     end_at: Mapped[datetime | None]
     duration: Mapped[int | None]
     billing: Mapped[int | None]
-    status: Mapped[str | None] = mapped_column(sa.String(32))
-    status1: Mapped[str | None] = mapped_column(sa.String(32))
-    status2: Mapped[str | None] = mapped_column(sa.String(32))
-    hangup_by: Mapped[str | None] = mapped_column(sa.String(32))
+    status: Mapped[str | None] = mapped_column(sa.String(255))
+    status1: Mapped[str | None] = mapped_column(sa.String(255))
+    status2: Mapped[str | None] = mapped_column(sa.String(255))
+    hangup_by: Mapped[str | None] = mapped_column(sa.String(255))
     received_at: Mapped[created]
 
     recordings: Mapped[list[Recording]] = orm.relationship(
@@ -292,13 +292,13 @@ class OptOut(Base):
 
     id: Mapped[bigid_pk]
     # The provider's id when it sends one, else a SHA-256 of the record.
-    key: Mapped[str] = mapped_column(sa.String(128), unique=True)
-    provider_id: Mapped[str | None] = mapped_column(sa.String(128))
+    key: Mapped[str] = mapped_column(sa.String(300), unique=True)
+    provider_id: Mapped[str | None] = mapped_column(sa.String(255))
     source: Mapped[name64]
     raw_event_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True)
-    channel: Mapped[str | None] = mapped_column(sa.String(16))
-    receiver: Mapped[str | None] = mapped_column(sa.String(128), index=True)
-    type: Mapped[str | None] = mapped_column(sa.String(32))
+    channel: Mapped[str | None] = mapped_column(sa.String(32))
+    receiver: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    type: Mapped[str | None] = mapped_column(sa.String(255))
     value: Mapped[str | None] = mapped_column(sa.String(255))
     status: Mapped[str | None] = mapped_column(sa.Text)
     occurred_at: Mapped[datetime | None]

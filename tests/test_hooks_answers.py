@@ -260,3 +260,62 @@ def test_verification_handshake(client, app):
 def test_handshake_refused_for_a_source_without_validation_key(client, source_secret, app):
     response = client.post("/hooks/portal?token=anything", json={"challenge": "c"})
     assert response.status_code == 401
+
+
+FAULT_TRIGGERS = {
+    "sqlite": [
+        "CREATE TRIGGER injected_fault BEFORE INSERT ON messages WHEN NEW.custom = 'boom' "
+        "BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION injected_fault() RETURNS trigger AS $$ BEGIN "
+        "IF NEW.custom = 'boom' THEN RAISE EXCEPTION 'injected fault'; END IF; RETURN NEW; END "
+        "$$ LANGUAGE plpgsql",
+        "CREATE TRIGGER injected_fault BEFORE INSERT ON messages "
+        "FOR EACH ROW EXECUTE FUNCTION injected_fault()",
+    ],
+}
+DROP_FAULT = {
+    "sqlite": ["DROP TRIGGER IF EXISTS injected_fault"],
+    "postgresql": [
+        "DROP TRIGGER IF EXISTS injected_fault ON messages",
+        "DROP FUNCTION IF EXISTS injected_fault()",
+    ],
+}
+
+
+def test_a_fault_while_normalizing_keeps_the_raw_request_for_replay(hooks, app):
+    """A fault below the raw insert (a bug, injected here by a database trigger) answers 202,
+    keeps the raw request pending, and a replay after the fix stores it."""
+    import sqlalchemy as sa
+
+    from receiver.api.hooks import _settings
+    from receiver.ingest import reprocess
+
+    engine = get_db_engine(app)
+    dialect = engine.dialect.name
+    with engine.begin() as connection:
+        for statement in FAULT_TRIGGERS[dialect]:
+            connection.execute(sa.text(statement))
+    try:
+        response = hooks.post(sms(id="fault:1", custom="boom"))
+        assert response.status_code == 202
+        assert response.get_json()["message"] == "accepted"
+        (raw,) = raw_events(app)
+        assert raw.state == RawState.pending
+        assert row_counts(app)["messages"] == 0
+    finally:
+        with engine.begin() as connection:
+            for statement in DROP_FAULT[dialect]:
+                connection.execute(sa.text(statement))
+    with app.app_context(), app.extensions["receiver.db"].new_session() as session:
+        outcome = reprocess(session, raw.id, _settings())
+    assert (outcome.code, outcome.message, outcome.events) == (200, "stored", ["fault:1"])
+    assert raw_events(app)[0].state == RawState.processed
+    assert row_counts(app)["messages"] == 1
+
+
+def test_values_longer_than_their_columns_are_refused(hooks, app):
+    response = hooks.post(sms(id="long:1", mobile="9" * 300))
+    assert response.status_code == 422
+    assert "mobile" in response.get_json()["errors"]

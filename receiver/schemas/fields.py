@@ -8,13 +8,21 @@ from typing import Any
 
 from marshmallow import fields
 
-_MAX_TEXT = 10_000
+LONG = 10_000  # message texts, captions, URLs
 
 
 class Text(fields.Field):
-    """A string; a JSON number is taken as its text (`91806828XXXX` arrives unquoted)."""
+    """A string; a JSON number is taken as its text (`91806828XXXX` arrives unquoted).
 
-    default_error_messages = {"invalid": "Not a valid string.", "too_long": "Longer than 10000."}
+    At most `max_length` characters (255, what the columns of such values hold; longer texts
+    such as message bodies and URLs say so).
+    """
+
+    default_error_messages = {"invalid": "Not a valid string.", "too_long": "Longer than {max_length}."}
+
+    def __init__(self, *, max_length: int = 255, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_length = max_length
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str | None:
         if isinstance(value, bool):
@@ -25,9 +33,9 @@ class Text(fields.Field):
             return str(int(value)) if value.is_integer() else repr(value)
         if not isinstance(value, str):
             raise self.make_error("invalid")
-        if len(value) > _MAX_TEXT:
-            raise self.make_error("too_long")
         value = value.strip()
+        if len(value) > self.max_length:
+            raise self.make_error("too_long", max_length=self.max_length)
         return value or None
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validates_schema
 
-from .fields import Amount, Integer, Text, Timestamp, UnixTime
+from .fields import LONG, Amount, Integer, Text, Timestamp, UnixTime
 
 
 def _first(data: dict[str, Any], *names: str) -> Any:
@@ -113,9 +113,9 @@ class InboundSchema(VendorSchema):
     from_ = Text(data_key="from")
     to = Text()
     type = Text()
-    text = Text()
-    media_url = Text()
-    caption = Text()
+    text = Text(max_length=LONG)
+    media_url = Text(max_length=LONG)
+    caption = Text(max_length=LONG)
     file_name = Text()
     keyword1 = Text()
     keyword2 = Text()
@@ -185,7 +185,7 @@ class VoiceSchema(VendorSchema):
     status1 = Text()
     status2 = Text()
     hangup_by = Text()
-    recording_url = Text()
+    recording_url = Text(max_length=LONG)
 
     @pre_load
     def aliases(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -209,7 +209,7 @@ class UnsubscriptionSchema(VendorSchema):
     receiver = Text(required=True)
     type = Text()
     value = Text()
-    status = Text()
+    status = Text(max_length=LONG)
     created_at = Timestamp()
 
     @pre_load
