@@ -21,7 +21,8 @@ def _processes(bind: str) -> dict[str, list[str]]:
     bindir = Path(sys.executable).parent
     conf = Path(__file__).with_name("gunicorn_conf.py")
     return {
-        "web": [str(bindir / "gunicorn"), "--config", str(conf), "--bind", bind, "wsgi:app"],
+        # The factory rather than wsgi.py, so that `receiver run` works from any folder.
+        "web": [str(bindir / "gunicorn"), "--config", str(conf), "--bind", bind, "receiver:create_app()"],
         "worker": [str(bindir / "receiver"), "worker"],
     }
 
