@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import load_dotenv
 
@@ -86,6 +87,12 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
             except ValueError as exc:
                 raise RuntimeError(f"setting {name}: {exc}") from None
     settings.update(overrides or {})
+    try:
+        ZoneInfo(settings["PROVIDER_TIMEZONE"])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RuntimeError(
+            f"setting PROVIDER_TIMEZONE: unknown zone {settings['PROVIDER_TIMEZONE']!r}"
+        ) from None
     settings["DATABASE_URL"] = normalise_database_url(settings["DATABASE_URL"])
     # werkzeug refuses a larger Content-Length (413); a chunked body it cuts one byte past the
     # limit, which the ingest view then refuses (413) instead of storing a truncated body.

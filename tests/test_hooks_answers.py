@@ -319,3 +319,18 @@ def test_values_longer_than_their_columns_are_refused(hooks, app):
     response = hooks.post(sms(id="long:1", mobile="9" * 300))
     assert response.status_code == 422
     assert "mobile" in response.get_json()["errors"]
+
+
+def test_verification_handshake_by_get(client, app):
+    with app.extensions["receiver.db"].new_session() as session:
+        add_source(session, "verified", secret="verified-secret-1", validation_key="9012XXXX")
+    response = client.get("/hooks/verified?token=9012XXXX&challenge=a234qwe")
+    assert response.status_code == 200
+    assert response.get_json() == {"challenge": "a234qwe"}
+    assert client.get("/hooks/verified?token=bad&challenge=a234qwe").status_code == 401
+
+
+def test_unknown_timezone_is_refused_at_start(settings):
+    settings["PROVIDER_TIMEZONE"] = "Mars/Olympus"
+    with pytest.raises(RuntimeError, match="PROVIDER_TIMEZONE"):
+        create_app(settings)

@@ -90,6 +90,9 @@ def _refuse(source: Source, message: str) -> tuple[Response, int]:
 
 
 def _challenge(body: bytes) -> str | None:
+    """The verification challenge, from a JSON body or (should the platform use GET) the query."""
+    if "challenge" in request.args:
+        return request.args["challenge"]
     if b"challenge" not in body:
         return None
     try:
@@ -103,8 +106,13 @@ def _challenge(body: bytes) -> str | None:
 
 def _only_challenge(body: bytes) -> bool:
     """A verification request holds only the challenge (and the validation key)."""
-    document: dict[str, Any] = json.loads(body)
-    return set(document) <= {"challenge", "validation_key", "token"}
+    if not body.strip():
+        return set(request.args) <= {"challenge", "validation_key", "token", "secret"}
+    try:
+        document: dict[str, Any] = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and set(document) <= {"challenge", "validation_key", "token"}
 
 
 def _raw_request(source: str, kind: str | None, body: bytes) -> ingest.RawRequest:
