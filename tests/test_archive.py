@@ -88,6 +88,9 @@ def test_export_writes_everything_before_the_cutoff_and_is_deterministic(runner,
     assert [e["provider_status"] for e in messages["msg-straddles"]["events"]] == ["AWAITING-DLR", "DELIVRD"]
     assert "msg-2-0" not in messages
     assert messages["msg-0-1"]["credits"] == "2.5000"
+    assert messages["msg-0-0"]["created_at"] == "2026-01-10T00:00:00.000000Z"
+    assert messages["msg-0-1"]["created_at"] == "2026-01-10T01:00:00.000007Z"
+    assert messages["msg-0-1"]["events"][0]["received_at"] == "2026-01-10T01:00:00.000007Z"
     raw = rows_in(archive, "raw_events")[0]
     assert base64.b64decode(raw["body"]).startswith(b'{"id":"x"}\xff\x00')  # the bytes, exactly
     assert raw["received_at"].endswith("Z")

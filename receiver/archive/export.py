@@ -34,11 +34,11 @@ from .format import (
     HashingWriter,
     Kind,
     archive_name,
+    columns,
     columns_description,
     data_path,
-    day_of,
     gzip_writer,
-    line,
+    line_and_day,
     recording_path,
 )
 from .manifest import Manifest, manifest_hash
@@ -127,7 +127,11 @@ class _Writer:
 
 def _rows(conn: sa.Connection, kind: Kind, where: Any) -> Iterator[list[sa.Row[Any]]]:
     table = kind.table
-    stmt = sa.select(table).where(where).order_by(table.c[kind.time_column], table.c.id)
+    stmt = (
+        sa.select(*columns(table, conn.dialect.name))
+        .where(where)
+        .order_by(table.c[kind.time_column], table.c.id)
+    )
     result = conn.execution_options(yield_per=PARTITION).execute(stmt)
     yield from result.partitions()
 
@@ -136,7 +140,11 @@ def _children(conn: sa.Connection, kind: Kind, parents: list[sa.Row[Any]]) -> di
     assert kind.child is not None and kind.child_fk is not None
     fk = kind.child.c[kind.child_fk]
     grouped: dict[Any, list[sa.Row[Any]]] = {row.id: [] for row in parents}
-    stmt = sa.select(kind.child).where(fk.in_(list(grouped))).order_by(fk, kind.child.c.id)
+    stmt = (
+        sa.select(*columns(kind.child, conn.dialect.name))
+        .where(fk.in_(list(grouped)))
+        .order_by(fk, kind.child.c.id)
+    )
     for child in conn.execute(stmt):
         grouped[child._mapping[kind.child_fk]].append(child)
     return grouped
@@ -182,13 +190,14 @@ def _write_kind(
                 lines: list[str] = []
                 path = None
                 for row in partition:
-                    row_path = data_path(kind, day_of(kind, row))
+                    own = children.get(row.id, [])
+                    text, day = line_and_day(kind, row, own)
+                    row_path = data_path(kind, day)
                     if row_path != path and lines:
                         writer.write(path, lines)  # type: ignore[arg-type]
                         lines = []
                     path = row_path
-                    own = children.get(row.id, [])
-                    lines.append(line(kind, row, own))
+                    lines.append(text)
                     if kind is CALLS:
                         _copy_recordings(writer, own, recordings_dir)
                     if kind.child is not None:
@@ -252,9 +261,7 @@ def export_archive(
         raise ArchiveError(f"--before {before:%Y-%m-%dT%H:%M:%SZ} is in the future: rows may still arrive")
     name = archive_name(before)
     existing = dest.exists(name)
-    previous, since = _previous(dest, name) if not existing else (None, None)
-    if existing:
-        previous, since = _previous_of_existing(dest, name)
+    previous, since = _previous_of_existing(dest, name) if existing else _previous(dest, name)
     staging = Path(tempfile.mkdtemp(prefix=f".partial-{name}-", dir=dest.staging_parent()))
     try:
         manifest = _write(engine, staging, name, before, since, previous, Path(recordings_dir), progress)

@@ -104,7 +104,16 @@ def encoding(column: sa.Column[Any]) -> str:
     return "json"
 
 
-def _enc_datetime(value: datetime) -> str:
+def _enc_datetime(value: datetime | str) -> str:
+    if isinstance(value, str):  # formatted by the database: see `columns`
+        if value.endswith("Z"):
+            return value
+        if len(value) == 19:  # SQLite text without microseconds
+            value += ".000000"
+        return f"{value[:10]}T{value[11:]}Z"
+    text = value.isoformat(timespec="microseconds")
+    if text.endswith("+00:00"):  # the common case, and much faster than strftime
+        return text[:-6] + "Z"
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -147,14 +156,17 @@ class Codec:
 
     def __init__(self, table: sa.Table) -> None:
         self.table = table
-        self.columns = [(c.name, ENCODERS[encoding(c)]) for c in table.columns]
+        # Plain JSON values (str, int, a str-valued enum, dicts) need no conversion: json writes them.
+        self.columns = [
+            (c.name, None if encoding(c) == "json" else ENCODERS[encoding(c)]) for c in table.columns
+        ]
         self.decoders = {c.name: DECODERS[encoding(c)] for c in table.columns}
 
     def encode(self, row: sa.Row[Any]) -> dict[str, Any]:
-        return {
-            name: (None if value is None else enc(value))
-            for (name, enc), value in zip(self.columns, row, strict=True)
-        }
+        data = {}
+        for (name, enc), value in zip(self.columns, row, strict=True):
+            data[name] = value if enc is None or value is None else enc(value)
+        return data
 
     def decode(self, data: dict[str, Any]) -> dict[str, Any]:
         unknown = set(data) - set(self.decoders)
@@ -164,6 +176,26 @@ class Codec:
 
 
 CODECS: dict[str, Codec] = {table.name: Codec(table) for table in TABLES}
+
+PG_ISO = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+
+
+def columns(table: sa.Table, dialect: str) -> list[Any]:
+    """A table's columns to select for the archive, datetimes already as text.
+
+    Formatting times in the database (PostgreSQL) or taking SQLite's stored UTC text as it is
+    skips building a datetime object per value: export runs about twice as fast. `Codec.encode`
+    gives the same text either way.
+    """
+    selected: list[Any] = []
+    for column in table.columns:
+        if encoding(column) != "datetime":
+            selected.append(column)
+        elif dialect == "postgresql":
+            selected.append(sa.func.to_char(sa.func.timezone("UTC", column), PG_ISO).label(column.name))
+        else:
+            selected.append(sa.type_coerce(column, sa.String).label(column.name))
+    return selected
 
 
 def columns_description() -> dict[str, dict[str, str]]:
@@ -176,18 +208,18 @@ def dumps(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def line(kind: Kind, row: sa.Row[Any], children: list[sa.Row[Any]] | None = None) -> str:
-    """The archive line of one row (with its children, for messages and calls)."""
+def line_and_day(kind: Kind, row: sa.Row[Any], children: list[sa.Row[Any]] | None = None) -> tuple[str, str]:
+    """The archive line of one row (with its children, for messages and calls) and its UTC day."""
     data = CODECS[kind.table.name].encode(row)
     if kind.child is not None:
         codec = CODECS[kind.child.name]
         data[kind.child_key] = [codec.encode(child) for child in children or []]  # type: ignore[index]
-    return dumps(data)
+    return dumps(data), data[kind.time_column][:10]
 
 
-def day_of(kind: Kind, row: sa.Row[Any]) -> str:
-    value: datetime = row._mapping[kind.time_column]
-    return value.astimezone(UTC).strftime("%Y-%m-%d")
+def line(kind: Kind, row: sa.Row[Any], children: list[sa.Row[Any]] | None = None) -> str:
+    """The archive line of one row (with its children, for messages and calls)."""
+    return line_and_day(kind, row, children)[0]
 
 
 def data_path(kind: Kind, day: str) -> str:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from tqdm import tqdm
 
 from .destination import Destination
-from .format import KINDS, MANIFEST, PRUNE_ORDER, RAW, ArchiveError, Kind, iter_raw_lines, line
+from .format import KINDS, MANIFEST, PRUNE_ORDER, RAW, ArchiveError, Kind, columns, iter_raw_lines, line
 from .manifest import Manifest
 from .verify import verify_archive
 
@@ -101,12 +101,13 @@ def _prune_batch(engine: sa.Engine, kind: Kind, lines: list[tuple[Any, str]], re
     ids = [row_id for row_id, _ in lines]
     with engine.connect() as conn:
         _lock(conn)
-        rows = conn.execute(sa.select(table).where(table.c.id.in_(ids)).with_for_update()).all()
+        selected = columns(table, conn.dialect.name)
+        rows = conn.execute(sa.select(*selected).where(table.c.id.in_(ids)).with_for_update()).all()
         children: dict[Any, list[sa.Row[Any]]] = {row.id: [] for row in rows}
         if kind.child is not None and rows:
             fk = kind.child.c[kind.child_fk]  # type: ignore[index]
             stmt = (
-                sa.select(kind.child)
+                sa.select(*columns(kind.child, conn.dialect.name))  # type: ignore[arg-type]
                 .where(fk.in_(list(children)))
                 .order_by(fk, kind.child.c.id)
                 .with_for_update()
