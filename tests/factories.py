@@ -39,7 +39,9 @@ def raw_event(app: Flask, *, body: bytes = b"{}", state: RawState = RawState.pro
         return row.id
 
 
-def messages(app: Flask, count: int, *, start: datetime = T0, step: timedelta = timedelta(seconds=1), **values: Any) -> list[str]:
+def messages(
+    app: Flask, count: int, *, start: datetime = T0, step: timedelta = timedelta(seconds=1), **values: Any
+) -> list[str]:
     """Store `count` SMS messages, one status event each, created `step` apart; return their ids."""
     raw_id = raw_event(app)
     prefix = values.pop("prefix", f"m{next(_counter)}")

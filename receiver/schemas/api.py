@@ -47,7 +47,9 @@ class MessageSchema(ApiSchema):
     custom2 = fields.String(dump_only=True, allow_none=True)
     cid = fields.String(dump_only=True, allow_none=True)
     foreign_id = fields.String(dump_only=True, allow_none=True)
-    credits = fields.Decimal(dump_only=True, as_string=True, allow_none=True)
+    credits = fields.Decimal(
+        dump_only=True, as_string=True, allow_none=True, metadata={"type": "string", "format": "decimal"}
+    )
     units = fields.Integer(dump_only=True, allow_none=True)
     operator = fields.String(dump_only=True, allow_none=True)
     operator_code = fields.String(dump_only=True, allow_none=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from typing import Any, ClassVar
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from .. import queries
 from ..models import RawState, Status
@@ -19,38 +19,47 @@ MAX_LIMIT = 1000
 CHANNELS = ("sms", "whatsapp", "rcs", "viber")
 
 
-def _no_nul(value: str) -> None:
-    if "\x00" in value:
-        raise ValidationError("Must not contain NUL characters.")
+# PostgreSQL text cannot hold NUL; such a value can match nothing, so it is refused up front.
+_NO_NUL = validate.Regexp(r"^[^\x00]*$", error="Must not contain NUL characters.")
 
 
 def Text(max_length: int, description: str) -> fields.String:  # noqa: N802 (a field factory)
     """An exact-match text filter."""
     return fields.String(
-        validate=[validate.Length(min=1, max=max_length), _no_nul],
+        validate=[validate.Length(min=1, max=max_length), _NO_NUL],
         metadata={"description": description},
     )
 
 
 class Moment(fields.String):
-    """An ISO 8601 date (`2026-01-31`, midnight UTC) or date and time (UTC when it has no zone)."""
+    """An RFC 3339 date and time (UTC when it has no zone), or a date (`2026-01-31`, 00:00 UTC)."""
 
     default_error_messages = {"invalid": "Not a valid ISO 8601 date or date and time."}
+
+    def __init__(self, description: str) -> None:
+        super().__init__(
+            metadata={
+                "description": description,
+                "anyOf": [{"format": "date-time"}, {"format": "date"}],
+                "example": "2026-01-31T00:00:00Z",
+            }
+        )
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
         if not isinstance(value, str) or not 10 <= len(value) <= 40:
             raise self.make_error("invalid")
         try:
             if len(value) == 10:
-                moment = datetime.combine(date.fromisoformat(value), time(), UTC)
-            else:
-                moment = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
-                moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-        except (ValueError, OverflowError):
+                return datetime.combine(date.fromisoformat(value), time(), UTC)
+            moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+        except ValueError:
             raise self.make_error("invalid") from None
-        if not 1970 <= moment.year < 3000:
-            raise self.make_error("invalid")
-        return moment
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:  # a bound beyond what a datetime holds: the earliest or latest one
+            return datetime.min.replace(tzinfo=UTC) if moment.year == 1 else datetime.max.replace(tzinfo=UTC)
 
     def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else value.isoformat()
@@ -65,8 +74,8 @@ class ListArgsSchema(Schema):
         unknown = RAISE
         ordered = True
 
-    since = Moment(metadata={"description": "From this time on (inclusive), ISO 8601; a date is 00:00 UTC."})
-    until = Moment(metadata={"description": "Before this time (exclusive), ISO 8601; a date is 00:00 UTC."})
+    since = Moment("From this time on (inclusive): an RFC 3339 time, or a date (00:00 UTC).")
+    until = Moment("Before this time (exclusive): an RFC 3339 time, or a date (00:00 UTC).")
     limit = fields.Integer(
         load_default=DEFAULT_LIMIT,
         validate=validate.Range(min=1),
@@ -80,12 +89,6 @@ class ListArgsSchema(Schema):
         validate=validate.OneOf(["json", "csv"]),
         metadata={"description": "`csv` exports every matching row (as `Accept: text/csv` does)."},
     )
-
-    @validates_schema
-    def check_period(self, data: dict[str, Any], **kwargs: Any) -> None:
-        since, until = data.get("since"), data.get("until")
-        if since is not None and until is not None and until < since:
-            raise ValidationError("Must not be before since.", "until")
 
     @post_load
     def place_cursor(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
