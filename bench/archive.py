@@ -205,9 +205,8 @@ def main() -> None:
         size = sum(p.stat().st_size for p in archive.rglob("*") if p.is_file())
         verify_s, verify_mb = run([receiver, "archive", "verify", str(archive)], env)
         backend = "PostgreSQL" if args.database_url else "SQLite"
-        print(
-            f"{backend}: {args.messages:,} messages x {args.events} events = {rows:,} rows; archive {size / 1e6:,.0f} MB"
-        )
+        shape = f"{args.messages:,} messages x {args.events} events = {rows:,} rows"
+        print(f"{backend}: {shape}; archive {size / 1e6:,.0f} MB")
         print("| step | rows | seconds | rows/s | peak RSS MB |")
         print("|---|---|---|---|---|")
         print(f"| export | {rows:,} | {export_s:.1f} | {rows / export_s:,.0f} | {export_mb:.0f} |")
