@@ -121,3 +121,17 @@ def test_an_interrupted_export_publishes_nothing(app, seeded, settings, tmp_path
         export_archive(engine, InterruptedPublish(out), CUTOFF, recordings_dir=settings["RECORDINGS_DIR"])
     assert list(out.iterdir()) == []  # the staging folder is gone too
     assert snapshot(engine) == before
+
+
+def test_an_export_killed_outright_is_cleaned_up_by_a_later_one(app, seeded, settings, tmp_path):
+    engine = app.extensions["receiver.db"].engine
+    left = tmp_path / ".partial-archive-20260111T000000Z-x1y2"  # as a SIGKILLed export leaves it
+    (left / "messages").mkdir(parents=True)
+    (left / "messages" / "2026-01-10.jsonl.gz").write_bytes(b"half")
+    recent = tmp_path / ".partial-archive-20260111T000000Z-busy"  # maybe another export, running
+    recent.mkdir()
+    old = (datetime.now() - timedelta(days=2)).timestamp()
+    os.utime(left, (old, old))
+    export_archive(engine, LocalDestination(tmp_path), CUTOFF, recordings_dir=settings["RECORDINGS_DIR"])
+    assert not left.exists() and recent.exists()
+    assert LocalDestination(tmp_path).archives() == ["archive-20260112T000000Z"]

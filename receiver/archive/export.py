@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -262,7 +262,9 @@ def export_archive(
     name = archive_name(before)
     existing = dest.exists(name)
     previous, since = _previous_of_existing(dest, name) if existing else _previous(dest, name)
-    staging = Path(tempfile.mkdtemp(prefix=f".partial-{name}-", dir=dest.staging_parent()))
+    parent = dest.staging_parent()
+    _remove_stale_partials(parent)
+    staging = Path(tempfile.mkdtemp(prefix=f".partial-{name}-", dir=parent))
     try:
         manifest = _write(engine, staging, name, before, since, previous, Path(recordings_dir), progress)
         data = manifest.to_bytes()
@@ -322,6 +324,17 @@ def _write(
         columns=columns_description(),
         previous=previous,
     )
+
+
+STALE_PARTIAL = timedelta(days=1)
+
+
+def _remove_stale_partials(parent: Path) -> None:
+    """Remove what exports killed outright (no chance to clean up) left over a day ago."""
+    limit = datetime.now(UTC) - STALE_PARTIAL
+    for path in parent.glob(".partial-*"):
+        if datetime.fromtimestamp(path.stat().st_mtime, UTC) < limit:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _write_manifest(staging: Path, data: bytes) -> None:
