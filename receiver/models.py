@@ -129,8 +129,9 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         sa.Index("ix_messages_created_at_id", "created_at", "id"),
-        sa.Index("ix_messages_mobile_created_at", "mobile", "created_at"),
-        sa.Index("ix_messages_status_created_at", "status", "created_at"),
+        # With `id` last, a keyset page (created_at, id) < cursor is one backward index range scan.
+        sa.Index("ix_messages_mobile_created_at_id", "mobile", "created_at", "id"),
+        sa.Index("ix_messages_status_created_at_id", "status", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 23:39:29.386505
+Create Date: 2026-11-24 23:47:05.888135
 """
 
 from __future__ import annotations
@@ -84,8 +84,12 @@ def upgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.create_index("ix_messages_created_at_id", ["created_at", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_messages_custom"), ["custom"], unique=False)
-        batch_op.create_index("ix_messages_mobile_created_at", ["mobile", "created_at"], unique=False)
-        batch_op.create_index("ix_messages_status_created_at", ["status", "created_at"], unique=False)
+        batch_op.create_index(
+            "ix_messages_mobile_created_at_id", ["mobile", "created_at", "id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_messages_status_created_at_id", ["status", "created_at", "id"], unique=False
+        )
 
     op.create_table(
         "provider_rate_slots",
@@ -371,8 +375,8 @@ def downgrade() -> None:
 
     op.drop_table("provider_rate_slots")
     with op.batch_alter_table("messages", schema=None) as batch_op:
-        batch_op.drop_index("ix_messages_status_created_at")
-        batch_op.drop_index("ix_messages_mobile_created_at")
+        batch_op.drop_index("ix_messages_status_created_at_id")
+        batch_op.drop_index("ix_messages_mobile_created_at_id")
         batch_op.drop_index(batch_op.f("ix_messages_custom"))
         batch_op.drop_index("ix_messages_created_at_id")
 
