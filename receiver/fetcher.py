@@ -30,7 +30,6 @@ METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
 )
 MAX_REDIRECTS = 5
-CHUNK = 64 * 1024
 
 
 class FetchError(Exception):
@@ -232,7 +231,7 @@ class Fetcher:
         path = Path(name)
         try:
             with os.fdopen(fd, "wb") as out:
-                for chunk in response.iter_bytes(CHUNK):
+                for chunk in response.iter_bytes():  # as the bytes arrive: progress keeps the lease
                     size += len(chunk)
                     if size > max_bytes:
                         raise TooLarge(f"over the cap of {max_bytes} bytes")

@@ -298,9 +298,13 @@ def make_limiter(config: Mapping[str, Any], sessionmaker: orm.sessionmaker[orm.S
     return SqlLimiter(sessionmaker, config["PROVIDER_RATE_LIMIT"])
 
 
-def make_client(config: Mapping[str, Any], limiter: Limiter) -> ProviderClient | None:
+def make_client(
+    config: Mapping[str, Any], limiter: Limiter, max_wait: float = 120.0
+) -> ProviderClient | None:
     """A client for the configured provider, or None without PROVIDER_ACCESS_TOKEN."""
     token = config.get("PROVIDER_ACCESS_TOKEN")
     if not token:
         return None
-    return ProviderClient(config["PROVIDER_BASE_URL"], token, limiter, timeout=config["PROVIDER_TIMEOUT"])
+    return ProviderClient(
+        config["PROVIDER_BASE_URL"], token, limiter, timeout=config["PROVIDER_TIMEOUT"], max_wait=max_wait
+    )

@@ -201,7 +201,7 @@ class Downloader:
         if self.provider is None:
             return self._fail(claim, f"{reason or 'URL expired'}; PROVIDER_ACCESS_TOKEN is not set")
         try:
-            url = find_fresh_url(self.provider, claim.call, self.policy)
+            url = find_fresh_url(self.provider, claim.call, self.policy, self._renewer(claim))
         except ProviderAuthError as exc:
             return self._plan_retry(claim, S.fallback, str(exc))
         except ProviderError as exc:
@@ -339,7 +339,9 @@ def _provider_time(value: Any, tz: ZoneInfo) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
-def find_fresh_url(client: ProviderClient, call: Call, policy: Policy) -> str | None:
+def find_fresh_url(
+    client: ProviderClient, call: Call, policy: Policy, progress: Callable[[int], None] | None = None
+) -> str | None:
     """Ask `voice/recordings` for the call's recording: same numbers, the closest time in the window."""
     moments = [t for t in (call.start_at, call.end_at) if t is not None] or [call.received_at]
     window = timedelta(seconds=policy.match_window)
@@ -347,7 +349,9 @@ def find_fresh_url(client: ProviderClient, call: Call, policy: Policy) -> str | 
     last = (max(moments) + window).astimezone(policy.timezone)
     params = {"datetime[r.created_at]": f"{first:%b %d, %Y} - {last:%b %d, %Y}"}
     best: tuple[float, str] | None = None
-    for item in client.paginate("voice/recordings", params):
+    for seen, item in enumerate(client.paginate("voice/recordings", params)):
+        if progress is not None:
+            progress(seen)  # keeps the lease while pages come in
         audio = item.get("audio")
         if not audio or not numbers_match(item.get("call_from"), call.from_number):
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import click
@@ -23,6 +24,8 @@ def _jobs() -> tasks.Jobs:
 @with_appcontext
 def worker_command(concurrency: int | None) -> None:
     """Run the background worker: recording downloads and the sweep, until SIGINT or SIGTERM."""
+    # Presigned recording URLs carry signatures in their query: keep httpx from logging URLs.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     jobs = _jobs()
     workers = concurrency or current_app.config["WORKER_CONCURRENCY"]
     stop = threading.Event()

@@ -32,7 +32,8 @@ def make_huey(config: dict) -> Huey:  # type: ignore[type-arg]
         return RedisHuey(name=config["REDIS_PREFIX"], url=config["REDIS_URL"], results=False)
     var = Path(config["VAR_DIR"])
     var.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey(name="receiver", filename=str(var / "huey.db"), results=False)
+    # No fsync: the queue only hints which rows to look at; a job lost in a power cut is found by the sweep.
+    return SqliteHuey(name="receiver", filename=str(var / "huey.db"), results=False, fsync=False)
 
 
 class Jobs:
@@ -57,7 +58,8 @@ class Jobs:
                     db.sessionmaker,
                     self.policy,
                     Fetcher(DownloadPolicy.from_config(config)),
-                    make_client(config, limiter),
+                    # a job waits for a request slot at most half its lease, then tries again later
+                    make_client(config, limiter, max_wait=min(120.0, self.policy.lease / 2)),
                 )
             return self._downloader
 
