@@ -8,12 +8,11 @@ archive is written into a staging folder beside the destination and published on
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from tqdm import tqdm
 
 from ..recordings import storage_path
-from .destination import CHUNK, Destination
+from .destination import Destination
 from .format import (
     CALLS,
     KINDS,
@@ -31,17 +30,16 @@ from .format import (
     MESSAGES,
     RAW,
     ArchiveError,
-    HashingWriter,
     Kind,
     archive_name,
     columns,
     columns_description,
     data_path,
-    gzip_writer,
     line_and_day,
     recording_path,
 )
 from .manifest import Manifest, manifest_hash
+from .writer import ArchiveWriter
 
 PARTITION = 1000
 # Written first: the raw events that archived message events point at are only known afterwards.
@@ -57,72 +55,6 @@ class ExportResult:
     bytes: int
     manifest_sha256: str
     already_existed: bool = False
-
-
-@dataclass
-class _Writer:
-    """The files of one archive being written; one gzip stream open at a time."""
-
-    staging: Path
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _path: str | None = None
-    _raw: Any = None
-    _sink: HashingWriter | None = None
-    _gzip: Any = None
-    _rows: int = 0
-
-    def write(self, path: str, lines: list[str]) -> None:
-        if path != self._path:
-            self.close()
-            if path in self.files:
-                raise RuntimeError(f"{path} written twice: rows out of order")
-            target = self.staging / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._raw = open(target, "wb")  # noqa: SIM115 (closed in close())
-            self._sink = HashingWriter(self._raw)
-            self._gzip = gzip_writer(self._sink)
-            self._path, self._rows = path, 0
-        self._gzip.write(("\n".join(lines) + "\n").encode())
-        self._rows += len(lines)
-
-    def close(self) -> None:
-        if self._path is None:
-            return
-        assert self._sink is not None
-        self._gzip.close()
-        self._raw.flush()
-        os.fsync(self._raw.fileno())
-        self._raw.close()
-        self.files[self._path] = {
-            "sha256": self._sink.sha256.hexdigest(),
-            "bytes": self._sink.size,
-            "rows": self._rows,
-        }
-        self._path = None
-
-    def copy(self, source: Path, path: str, sha256: str, what: str) -> None:
-        """Copy a content-addressed file in, checking it still has the hash it is stored under."""
-        if path in self.files:
-            return
-        target = self.staging / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        digest, size = hashlib.sha256(), 0
-        try:
-            with open(source, "rb") as src, open(target, "wb") as dst:
-                while chunk := src.read(CHUNK):
-                    digest.update(chunk)
-                    dst.write(chunk)
-                    size += len(chunk)
-                dst.flush()
-                os.fsync(dst.fileno())
-        except FileNotFoundError:
-            raise ArchiveError(f"{what}: its file {source} is missing; nothing was archived") from None
-        if digest.hexdigest() != sha256:
-            raise ArchiveError(
-                f"{what}: its file {source} has SHA-256 {digest.hexdigest()}, not {sha256} as stored; "
-                "nothing was archived"
-            )
-        self.files[path] = {"sha256": sha256, "bytes": size}
 
 
 def _rows(conn: sa.Connection, kind: Kind, where: Any) -> Iterator[list[sa.Row[Any]]]:
@@ -172,7 +104,7 @@ def _count(conn: sa.Connection, kind: Kind, where: Any) -> int:
 
 def _write_kind(
     conn: sa.Connection,
-    writer: _Writer,
+    writer: ArchiveWriter,
     kind: Kind,
     before: datetime,
     counts: dict[str, int],
@@ -209,7 +141,7 @@ def _write_kind(
     writer.close()
 
 
-def _copy_recordings(writer: _Writer, recordings: list[sa.Row[Any]], recordings_dir: Path) -> None:
+def _copy_recordings(writer: ArchiveWriter, recordings: list[sa.Row[Any]], recordings_dir: Path) -> None:
     for recording in recordings:
         if recording.state == "stored" and recording.sha256:
             writer.copy(
@@ -304,7 +236,7 @@ def _write(
     recordings_dir: Path,
     progress: bool,
 ) -> Manifest:
-    writer = _Writer(staging)
+    writer = ArchiveWriter(staging)
     counts: dict[str, int] = {}
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
