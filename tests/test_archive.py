@@ -360,3 +360,12 @@ def test_import_into_an_empty_database_round_trips(engine, seeded, tmp_path, set
     )
     assert result.inserted["raw_events"] == len(everything["raw_events"])
     assert snapshot(engine) == everything
+
+
+def test_a_missing_archive_is_a_clear_error(runner, tmp_path):
+    for args in (["verify", str(tmp_path / "nowhere")], ["import", str(tmp_path / "nowhere")]):
+        result = runner.invoke(args=["archive", *args])
+        assert result.exit_code != 0
+        assert "nowhere: no such archive or folder" in result.output
+    empty = runner.invoke(args=["archive", "verify", str(tmp_path)])
+    assert empty.exit_code != 0 and "no archive found" in empty.output
