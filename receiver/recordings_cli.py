@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from . import recordings, tasks
+from . import recordings_sweep, tasks
 from .db import get_db, utcnow
 from .models import Recording, RecordingState
 
@@ -91,7 +91,7 @@ def retry_command(recording_id: int | None, all_failed: bool) -> None:
     if (recording_id is None) == (not all_failed):
         raise click.UsageError("give a recording ID or --failed (not both)")
     with get_db().new_session() as session:
-        ids = recordings.reset_for_retry(session, recording_id, all_failed)
+        ids = recordings_sweep.reset_for_retry(session, recording_id, all_failed)
         if recording_id is not None and not ids:
             state = session.scalar(sa.select(Recording.state).where(Recording.id == recording_id))
             if state is None:

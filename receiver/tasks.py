@@ -17,7 +17,7 @@ from pathlib import Path
 from flask import Flask
 from huey import Huey, RedisHuey, SqliteHuey
 
-from . import recordings
+from . import recordings, recordings_sweep
 from .db import Database
 from .fetcher import Fetcher
 from .fetcher import Policy as DownloadPolicy
@@ -80,10 +80,10 @@ class Jobs:
         """Queue again every recording no job holds; remove partial files of killed jobs."""
         db: Database = self.app.extensions["receiver.db"]
         with db.new_session() as session:
-            ids = recordings.sweep(session, self.policy)
+            ids = recordings_sweep.sweep(session, self.policy)
         self.enqueue(ids)
         config = self.app.config
-        recordings.clean_temp_files(
+        recordings_sweep.clean_temp_files(
             self.policy, max(600.0, 2 * config["DOWNLOAD_TIMEOUT"], 2 * self.policy.lease)
         )
         return ids

@@ -46,6 +46,7 @@ class ProviderStub(ThreadingHTTPServer):
         self.throttle = 0
         self.retry_after = "1"
         self.html_login = False
+        self.links_next = False  # announce the next page as an absolute `links.next` URL
         self.recordings: list[dict[str, Any]] = []
         self.hits: Counter[str] = Counter()
         self.api_requests: list[dict[str, Any]] = []
@@ -160,9 +161,13 @@ class _Handler(BaseHTTPRequestHandler):
         per = server.per_page
         rows = server.recordings[(page - 1) * per : page * per]
         last = max(1, -(-len(server.recordings) // per))
+        following = None
+        if server.links_next and page < last:
+            rest = "&".join(f"{k}={v[0]}" for k, v in query.items() if k != "page")
+            following = f"{server.url}/api/v2/voice/recordings?page={page + 1}&{rest}"
         document = {
             "data": rows,
-            "links": {"next": None},
+            "links": {"next": following},
             "meta": {
                 "current_page": page,
                 "last_page": last,

@@ -184,6 +184,11 @@ def test_the_client_pages_backs_off_on_429_and_says_clearly_when_the_token_is_re
     assert time.monotonic() - started >= 1.8  # two Retry-After: 1
     assert len(stub.api_requests) == 2 + 3
 
+    stub.links_next = True
+    assert [item["id"] for item in client.paginate("voice/recordings", {"x": "1"})] == [0, 1, 2, 3, 4]
+    assert [r["query"].get("page") for r in stub.api_requests[-3:]] == [None, ["2"], ["3"]]
+    assert {r["query"]["x"][0] for r in stub.api_requests[-3:]} == {"1"}
+
     bad = ProviderClient(f"{stub.url}/api/v2/", "not-the-token", SqlLimiter(sessionmaker, 100))
     with pytest.raises(ProviderAuthError, match="401") as excinfo:
         bad.get("voice/recordings")
