@@ -14,7 +14,6 @@ import io
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,34 +33,53 @@ class Column:
     convert: Callable[[Any], Any] | None
 
 
-def _utc(value: Any) -> str:
-    return str(value.isoformat().replace("+00:00", "Z"))
-
-
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def _decimal(value: Decimal) -> str:
-    return str(value)
+def _utc_text(column: Any, dialect: str) -> Any:
+    """A UTC time as the JSON writes it (`2026-01-31T10:00:00Z`, `.ffffff` when not whole), in SQL."""
+    if dialect == "sqlite":  # kept as `YYYY-MM-DD HH:MM:SS.ffffff`
+        text = sa.type_coerce(column, sa.String)
+        day, clock = sa.func.substr(text, 1, 10), sa.func.substr(text, 12, 8)
+        whole = sa.func.substr(text, 21).in_(["", "000000"])
+        return sa.case((whole, day + "T" + clock + "Z"), else_=day + "T" + sa.func.substr(text, 12) + "Z")
+    utc = sa.func.timezone("UTC", column)
+    fraction = sa.func.date_part("microseconds", column).cast(sa.Integer) % 1_000_000
+    return sa.case(
+        (fraction == 0, sa.func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
+        else_=sa.func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    )
 
 
-def csv_columns(schema: Schema, model: type[Any]) -> list[Column]:
-    """The schema's flat fields, each with the model column it reads and how to write it."""
+def _decimal_text(column: Any, dialect: str, places: int) -> Any:
+    if dialect == "sqlite":  # SQLite keeps a REAL; the JSON shows the column's scale
+        return sa.case((column.is_not(None), sa.func.printf(f"%.{places}f", column)))
+    return sa.cast(column, sa.Text)
+
+
+def csv_columns(schema: Schema, model: type[Any], dialect: str) -> list[Column]:
+    """The schema's flat fields, each with the SQL that reads it as CSV text where it can.
+
+    Times and amounts are formatted by the database, so a row needs no work in Python on its way
+    out; only JSON objects (a raw event's errors, an inbound contact) are written here.
+    """
     columns = []
     for name, field in schema.dump_fields.items():
         if isinstance(field, fields.Nested | fields.Method) or (
             isinstance(field, fields.List) and isinstance(field.inner, fields.Nested)
         ):
             continue
+        expression = getattr(model, field.attribute or name)
         convert: Callable[[Any], Any] | None = None
         if isinstance(field, UTCDateTime):
-            convert = _utc
+            expression = _utc_text(expression, dialect)
         elif isinstance(field, fields.Decimal):
-            convert = _decimal
+            expression = _decimal_text(expression, dialect, expression.type.scale or 0)
         elif isinstance(field, fields.Dict | fields.List):
             convert = _json
-        expression = getattr(model, field.attribute or name)
+        elif isinstance(expression.type, sa.Enum):
+            expression = sa.type_coerce(expression, sa.String)  # the stored value is the API's
         columns.append(Column(field.data_key or name, expression, convert))
     return columns
 
@@ -81,7 +99,9 @@ class CsvStream:
         converters = [(i, c.convert) for i, c in enumerate(self.columns) if c.convert is not None]
         try:
             for batch in self.result.partitions(BATCH_ROWS):
-                for row in batch:
+                if not converters:
+                    writer.writerows(batch)
+                for row in batch if converters else ():
                     values = list(row)
                     for index, convert in converters:
                         if values[index] is not None:
@@ -105,7 +125,7 @@ def csv_response(
     engine: sa.Engine, listing: queries.Listing, filters: Mapping[str, Any], schema: Schema
 ) -> Response:
     """Start the query now (so a failure is still a proper error answer), stream the rows later."""
-    columns = csv_columns(schema, listing.model)
+    columns = csv_columns(schema, listing.model, engine.dialect.name)
     statement = queries.filtered(listing, filters, *(column.expression for column in columns))
     connection = engine.connect().execution_options(stream_results=True, yield_per=BATCH_ROWS)
     try:
