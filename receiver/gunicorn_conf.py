@@ -19,13 +19,22 @@ preload_app = False
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]
-    """Start the metrics folder empty: samples of a previous run's processes must not add up."""
+    """Drop the metrics files of processes that are gone (a previous run); keep live ones (a worker)."""
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if folder:
-        import shutil
+        import glob
 
-        shutil.rmtree(folder, ignore_errors=True)
         os.makedirs(folder, exist_ok=True)
+        for path in glob.glob(os.path.join(folder, "*_*.db")):
+            pid = os.path.basename(path).rsplit("_", 1)[-1].removesuffix(".db")
+            try:
+                os.kill(int(pid), 0)
+            except ValueError:
+                continue  # not a per-process file
+            except ProcessLookupError:
+                os.unlink(path)
+            except PermissionError:
+                pass  # alive, another user's
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]

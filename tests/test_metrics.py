@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.models import RawState, Recording, RecordingState
@@ -155,7 +156,8 @@ def gunicorn(migrated, tmp_path):
     """gunicorn with two workers on 127.0.0.1, sharing a multiprocess metrics folder."""
     folder = tmp_path / "prometheus"
     folder.mkdir()
-    (folder / "counter_999999.db").write_bytes(b"stale samples of a previous run")
+    for pid in (999_999, os.getpid()):  # a process long gone, and one alive (as a worker would be)
+        MmapedDict(str(folder / f"counter_{pid}.db")).close()
     port = _free_port()
     env = {
         **os.environ,
@@ -206,7 +208,8 @@ def gunicorn(migrated, tmp_path):
 @pytest.mark.slow
 def test_counters_add_up_across_gunicorn_workers(gunicorn):
     base, folder = gunicorn
-    assert not (folder / "counter_999999.db").exists(), "the master did not empty the folder"
+    assert not (folder / "counter_999999.db").exists(), "the master kept a dead process's samples"
+    assert (folder / f"counter_{os.getpid()}.db").exists(), "the master dropped a live process's samples"
 
     def hit(_: int) -> int:
         with httpx.Client(timeout=10) as client:
