@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=1200.0)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, database)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="receiver-bench-"))
@@ -124,7 +125,7 @@ def main() -> None:
         "DOWNLOAD_ALLOW_PRIVATE": "true",
         "DOWNLOAD_ALLOW_HTTP": "true",
         "ACCESS_LOG": "",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
     }
     env.pop("REDIS_URL", None)
     service = None
@@ -178,10 +179,20 @@ def main() -> None:
         last = max(_epoch(r.stored_at) for r in stored)
         print(f"stored {len(stored)} of {len(rows)} recordings; {len(rows) - len(stored)} not stored")
         print(f"throughput: {len(stored) / (last - first):.0f} recordings/s ({args.size} bytes each)")
+        median, p90, p99 = (
+            statistics.median(latencies),
+            percentile(latencies, 0.9),
+            percentile(latencies, 0.99),
+        )
         print(
-            f"webhook -> stored: median {statistics.median(latencies):.2f} s, p90 {percentile(latencies, 0.90):.2f} s, p99 {percentile(latencies, 0.99):.2f} s, max {max(latencies):.2f} s"
+            f"webhook -> stored: median {median:.2f} s, p90 {p90:.2f} s, p99 {p99:.2f} s, "
+            f"max {max(latencies):.2f} s"
         )
         print(f"expired before download: {expired}")
+        by_arrival = [_seconds(r.stored_at, r.created_at) for r in sorted(stored, key=lambda r: r.created_at)]
+        tenth = max(1, len(by_arrival) // 10)
+        medians = [statistics.median(by_arrival[i : i + tenth]) for i in range(0, len(by_arrival), tenth)]
+        print("median by tenth of arrival order: " + " ".join(f"{m:.1f}" for m in medians))
     finally:
         if service is not None:
             service.send_signal(signal.SIGTERM)
@@ -191,7 +202,10 @@ def main() -> None:
                 service.kill()
         if created and args.database_url:
             drop_database(args.database_url, created)
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _epoch(value: datetime) -> float:

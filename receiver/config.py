@@ -42,7 +42,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "RECORDING_MAX_BYTES": (209715200, int),
     "SECRET_GRACE_HOURS": (24.0, float),
     "METRICS_TOKEN": (None, str),
-    "WORKER_CONCURRENCY": (4, int),
+    "WORKER_CONCURRENCY": (16, int),
     "RECORDING_EXPIRY_MARGIN": (300.0, float),
     "RECORDING_RETRY_BASE": (10.0, float),
     "RECORDING_RETRY_MAX": (600.0, float),

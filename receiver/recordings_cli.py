@@ -33,7 +33,7 @@ def worker_command(concurrency: int | None) -> None:
     consumer = jobs.huey.create_consumer(
         workers=workers,
         worker_type="thread",
-        periodic=False,
+        periodic=True,  # other modules' periodic tasks (the archive policy) run in the worker
         initial_delay=0.05,
         max_delay=1.0,  # an idle SQLite queue is polled at least once a second
         check_worker_health=True,
