@@ -6,8 +6,14 @@ import multiprocessing
 import os
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
-threads = int(os.environ.get("WEB_THREADS", "1"))
+# Measured by bench/ingest (docs/benchmarks.md, "Ingest"): a request spends much of its time
+# waiting on the database (a commit's fsync, a round trip), so threads overlap that wait within a
+# process; one process a core uses the cores. Against 2*cores+1 sync workers this took 1.5-2x the
+# requests a second on both databases, and keep-alive (which sync workers lack) saved ~15% of CPU
+# a request. Each thread holds at most one database connection (DB_POOL_SIZE >= WEB_THREADS).
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
+workers = int(os.environ.get("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count())))
+threads = int(os.environ.get("WEB_THREADS", "4"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
