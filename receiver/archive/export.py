@@ -89,12 +89,14 @@ def _selection(kind: Kind, before: datetime) -> list[Any]:
     if kind is RAW:
         events, messages = MESSAGES.child, MESSAGES.table
         assert events is not None
+        # One index probe per later raw event (not a set of every archived event's raw id).
         referenced = (
-            sa.select(events.c.raw_event_id)
-            .join(messages, messages.c.id == events.c.message_id)
+            sa.exists()
+            .where(events.c.raw_event_id == table.c.id)
+            .where(messages.c.id == events.c.message_id)
             .where(messages.c.created_at < before)
         )
-        clauses.append(sa.and_(table.c.received_at >= before, table.c.id.in_(referenced)))
+        clauses.append(sa.and_(table.c.received_at >= before, referenced))
     return clauses
 
 

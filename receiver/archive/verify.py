@@ -34,11 +34,14 @@ def _gunzip_lines(stream: IO[bytes], digest: Any) -> Iterator[bytes]:
     carry = b""
     while chunk := stream.read(CHUNK):
         digest.update(chunk)
-        if inflate.eof:
-            raise ValueError("data after the end of the gzip stream")
-        data = carry + inflate.decompress(chunk)
-        *lines, carry = data.split(b"\n")
-        yield from lines
+        while chunk:
+            if inflate.eof:
+                raise ValueError("data after the end of the gzip stream")
+            # Bounded output per step: memory stays flat however well a file compresses.
+            data = carry + inflate.decompress(chunk, CHUNK)
+            chunk = inflate.unconsumed_tail
+            *lines, carry = data.split(b"\n")
+            yield from lines
     if not inflate.eof or inflate.unused_data:
         raise ValueError("the gzip stream is truncated or has trailing data")
     if carry:
