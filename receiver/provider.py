@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpx
 import sqlalchemy as sa
@@ -119,7 +119,7 @@ class SqlLimiter:
         epoch = datetime(1970, 1, 1, tzinfo=UTC)
         with session.begin():
             session.execute(
-                insert_for(session, ProviderRateSlot.__table__)
+                insert_for(session, cast(sa.Table, ProviderRateSlot.__table__))
                 .values([{"slot": n, "used_at": epoch} for n in range(self.limit)])
                 .on_conflict_do_nothing(index_elements=["slot"])
             )
@@ -138,8 +138,11 @@ class SqlLimiter:
             .scalar_subquery()
         )
         with session.begin():
-            taken = session.execute(
-                sa.update(slot).where(slot.slot == mine, slot.used_at <= cutoff).values(used_at=now)
+            taken = cast(
+                "sa.CursorResult[Any]",
+                session.execute(
+                    sa.update(slot).where(slot.slot == mine, slot.used_at <= cutoff).values(used_at=now)
+                ),
             ).rowcount
             if taken:
                 return 0.0
@@ -246,8 +249,9 @@ class ProviderClient:
             document = self.get(target, page_params) if isinstance(target, str) else self.get(str(target))
             data = document.get("data") or []
             yield from (item for item in data if isinstance(item, dict))
-            links = document.get("links") if isinstance(document.get("links"), dict) else {}
-            meta = document.get("meta") if isinstance(document.get("meta"), dict) else {}
+            links, meta = document.get("links"), document.get("meta")
+            links = links if isinstance(links, dict) else {}
+            meta = meta if isinstance(meta, dict) else {}
             if links.get("next"):
                 target = httpx.URL(str(links["next"]))
                 page_params = {}

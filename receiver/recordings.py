@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -276,10 +276,13 @@ class Downloader:
         """Write to the row only while this job's claim is the current one."""
         r = Recording
         with self.sessionmaker() as session, session.begin():
-            changed = session.execute(
-                sa.update(r)
-                .where(r.id == claim.id, r.attempts == claim.attempt, r.state.in_(WAITING))
-                .values(updated_at=utcnow(), **values)
+            changed = cast(
+                "sa.CursorResult[Any]",
+                session.execute(
+                    sa.update(r)
+                    .where(r.id == claim.id, r.attempts == claim.attempt, r.state.in_(WAITING))
+                    .values(updated_at=utcnow(), **values)
+                ),
             ).rowcount
         if not changed:
             raise LeaseLost(claim.id)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
-from huey import Huey, RedisHuey, SqliteHuey
+from huey import Huey, RedisHuey, SqliteHuey  # type: ignore[import-untyped]
 
 from . import recordings, recordings_sweep
 from .db import Database
@@ -26,7 +27,7 @@ from .provider import make_client, make_limiter
 log = logging.getLogger(__name__)
 
 
-def make_huey(config: dict) -> Huey:  # type: ignore[type-arg]
+def make_huey(config: Mapping[str, Any]) -> Huey:
     """Redis when REDIS_URL is set, else SQLite under VAR_DIR."""
     if config.get("REDIS_URL"):
         return RedisHuey(name=config["REDIS_PREFIX"], url=config["REDIS_URL"], results=False)
