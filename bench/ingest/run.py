@@ -350,12 +350,18 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def bench_app(
-    app: str, kind: str, args: argparse.Namespace, env: dict[str, str], workdir: Path, paced: bool = False
+    app: str,
+    kind: str,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    workdir: Path,
+    paced: bool = False,
+    round_no: int = 1,
 ) -> dict[str, Any]:
     """Start one app on a fresh database, warm it up, load it, stop it, check its database."""
     name = f"{app}-paced" if paced else app
     secret = secrets.token_urlsafe(24)
-    runs = workdir / kind / name
+    runs = workdir / kind / f"{name}-{round_no}"
     with database(kind, name.replace("-", "_"), workdir) as url:
         prepare(app, url, env, secret)
         port = free_port()
@@ -478,7 +484,7 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for kind, closed in results["closed"].items():
-        for app, r in closed["summary"].items():
+        for app, r in closed.get("summary", {}).items():
             if app == "bare":
                 verdict = "stores nothing"
             elif app == "naive":
@@ -601,7 +607,9 @@ def main() -> None:
             rounds: list[dict[str, Any]] = []
             results["closed"][kind] = {"rounds": rounds}
             for _ in range(args.rounds):
-                rounds.append({app: bench_app(app, kind, args, env, workdir) for app in apps})
+                rounds.append(
+                    {app: bench_app(app, kind, args, env, workdir, round_no=len(rounds) + 1) for app in apps}
+                )
                 results["closed"][kind]["summary"] = combine(rounds)
                 save(results, workdir)
             failed += [f"{kind}/{app}" for app, r in combine(rounds).items() if not r["ok"]]
