@@ -9,7 +9,8 @@ It starts a stand-in provider on 127.0.0.1 serving --size byte recordings (1 MB 
 different), then the whole service as `receiver run` does (gunicorn web and `receiver worker`,
 default settings: WORKER_CONCURRENCY and the gunicorn defaults) on a fresh database (a SQLite
 file under a temporary directory, or a new database on the given PostgreSQL server, dropped at
-the end), sends --count voice webhooks in a burst from --senders threads, and waits (at most
+the end), sends --count voice webhooks in a burst from --senders threads (with --drain, to the
+web processes alone, then starts the worker: its download rate on its own), and waits (at most
 --timeout seconds) until every recording is stored or failed. It prints the median, p90, p99
 and max of stored_at - received_at, and how many recordings were stored after their URL expired
 (or never). Everything it wrote is removed at the end. The goals (issue 3): none expired, median
@@ -110,6 +111,7 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=1200.0)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    parser.add_argument("--drain", action="store_true", help="start the worker after the burst: its own rate")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, database)")
     args = parser.parse_args()
 
@@ -128,7 +130,8 @@ def main() -> None:
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
     }
     env.pop("REDIS_URL", None)
-    service = None
+    service = worker = None
+    worker_started = 0.0
     try:
         migrate.upgrade(database_url)
         subprocess.run(
@@ -137,9 +140,20 @@ def main() -> None:
         )  # fmt: skip
         with ProviderStub() as stub:
             stub.audio_size = args.size
-            service = subprocess.Popen(
-                [str(BIN / "receiver"), "run", "--bind", f"127.0.0.1:{port}"], env=env, cwd=workdir
-            )
+            if args.drain:  # web alone first; the worker starts once every webhook is in
+                conf = ROOT / "receiver" / "gunicorn_conf.py"
+                argv = [
+                    str(BIN / "gunicorn"),
+                    "--config",
+                    str(conf),
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "wsgi:app",
+                ]
+                service = subprocess.Popen(argv, env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+            else:
+                argv = [str(BIN / "receiver"), "run", "--bind", f"127.0.0.1:{port}"]
+                service = subprocess.Popen(argv, env=env, cwd=workdir)
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -152,6 +166,9 @@ def main() -> None:
             print(
                 f"sent {args.count} webhooks in {burst:.1f} s ({args.count / burst:.0f}/s), {refused} not 200"
             )
+            if args.drain:
+                worker = subprocess.Popen([str(BIN / "receiver"), "worker"], env=env, cwd=workdir)
+                worker_started = time.time()
             engine = make_engine(database_url)
             started = time.monotonic()
             done = 0
@@ -178,6 +195,8 @@ def main() -> None:
         first = min(_epoch(r.created_at) for r in rows)
         last = max(_epoch(r.stored_at) for r in stored)
         print(f"stored {len(stored)} of {len(rows)} recordings; {len(rows) - len(stored)} not stored")
+        if args.drain:
+            first = worker_started
         print(f"throughput: {len(stored) / (last - first):.0f} recordings/s ({args.size} bytes each)")
         median, p90, p99 = (
             statistics.median(latencies),
@@ -194,6 +213,9 @@ def main() -> None:
         medians = [statistics.median(by_arrival[i : i + tenth]) for i in range(0, len(by_arrival), tenth)]
         print("median by tenth of arrival order: " + " ".join(f"{m:.1f}" for m in medians))
     finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=60)
         if service is not None:
             service.send_signal(signal.SIGTERM)
             try:
