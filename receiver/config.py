@@ -49,7 +49,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "RECORDING_MAX_ATTEMPTS": (20, int),
     "RECORDING_LEASE": (60.0, float),
     "RECORDING_SWEEP_INTERVAL": (30.0, float),
-    "RECORDING_REQUEUE_AFTER": (90.0, float),
+    "RECORDING_REQUEUE_AFTER": (60.0, float),
     "RECORDING_MATCH_WINDOW": (900.0, float),
     "DOWNLOAD_MAX_SECONDS": (1800.0, float),
     "PROVIDER_TIMEOUT": (30.0, float),

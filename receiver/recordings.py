@@ -110,8 +110,9 @@ def sniff_audio(head: bytes) -> str | None:
     return None
 
 
-def storage_path(directory: Path, sha256: str) -> Path:
-    return directory / sha256[:2] / sha256[2:4] / sha256
+def storage_path(directory: str | Path, sha256: str) -> Path:
+    """Where the file with this SHA-256 is kept: RECORDINGS_DIR/ab/cd/abcd…"""
+    return Path(directory) / sha256[:2] / sha256[2:4] / sha256
 
 
 class Downloader:

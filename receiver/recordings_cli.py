@@ -14,6 +14,8 @@ from . import recordings_sweep, tasks
 from .db import get_db, utcnow
 from .models import Recording, RecordingState
 
+log = logging.getLogger(__name__)
+
 
 def _jobs() -> tasks.Jobs:
     return tasks.get_jobs(current_app._get_current_object())  # type: ignore[attr-defined]
@@ -27,7 +29,13 @@ def worker_command(concurrency: int | None) -> None:
     # Presigned recording URLs carry signatures in their query: keep httpx from logging URLs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     jobs = _jobs()
-    workers = concurrency or current_app.config["WORKER_CONCURRENCY"]
+    config = current_app.config
+    workers = concurrency or config["WORKER_CONCURRENCY"]
+    queue = "Redis" if config.get("REDIS_URL") else f"SQLite under {config['VAR_DIR']}"
+    log.info("worker: %d download threads, queue on %s", workers, queue)
+    for name in ("DOWNLOAD_ALLOW_PRIVATE", "DOWNLOAD_ALLOW_HTTP"):
+        if config[name]:
+            log.warning("worker: %s is on; recordings may be fetched from where they should not", name)
     stop = threading.Event()
     sweeper = threading.Thread(target=jobs.sweep_forever, args=(stop,), name="sweep", daemon=True)
     consumer = jobs.huey.create_consumer(

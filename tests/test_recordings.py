@@ -291,3 +291,11 @@ def test_numbers_match_across_formats():
     assert not numbers_match("918919520001", "918919520000")
     assert not numbers_match("20000", "918919520000")
     assert not numbers_match(None, "918919520000")
+
+
+def test_a_loopback_url_is_refused_by_default_and_never_fetched(app, hooks, stub):
+    configure(app, DOWNLOAD_ALLOW_PRIVATE=False, PROVIDER_ACCESS_TOKEN=None)
+    recording = recording_of(app, post_call(hooks, voice_record(stub, "ok", "internal")))
+    assert [r.state for r in run_job(app, recording.id)] == [RecordingState.failed]
+    assert "127.0.0.1 is a loopback address" in recording_of(app, recording.call_id).last_error
+    assert stub.hits["/audio/ok/internal.mp3"] == 0
