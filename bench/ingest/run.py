@@ -362,7 +362,7 @@ def bench_app(
     name = f"{app}-paced" if paced else app
     secret = secrets.token_urlsafe(24)
     runs = workdir / kind / f"{name}-{round_no}"
-    with database(kind, name.replace("-", "_"), workdir) as url:
+    with database(kind, f"{name}_{round_no}".replace("-", "_"), workdir) as url:
         prepare(app, url, env, secret)
         port = free_port()
         with server(app, url, env, workdir, port) as process:
