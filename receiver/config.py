@@ -46,7 +46,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "RECORDING_EXPIRY_MARGIN": (300.0, float),
     "RECORDING_RETRY_BASE": (10.0, float),
     "RECORDING_RETRY_MAX": (600.0, float),
-    "RECORDING_MAX_ATTEMPTS": (20, int),
+    "RECORDING_MAX_ATTEMPTS": (30, int),
     "RECORDING_LEASE": (60.0, float),
     "RECORDING_SWEEP_INTERVAL": (30.0, float),
     "RECORDING_REQUEUE_AFTER": (60.0, float),

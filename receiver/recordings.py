@@ -260,7 +260,9 @@ class Downloader:
     def _plan_retry(
         self, claim: _Claim, state: RecordingState, reason: str, deadline: datetime | None = None
     ) -> Result:
-        if claim.attempt >= self.policy.max_attempts:
+        # The webhook URL's retries are bounded by its deadline, then the API is asked; only the
+        # API's retries (and unexpected errors) count against RECORDING_MAX_ATTEMPTS.
+        if deadline is None and claim.attempt >= self.policy.max_attempts:
             return self._fail(claim, f"{reason} (gave up after {claim.attempt} attempts)")
         delay = backoff(claim.attempt, self.policy.retry_base, self.policy.retry_max)
         now = utcnow()
