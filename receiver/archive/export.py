@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic.runtime.migration import MigrationContext
 from tqdm import tqdm
 
 from ..recordings import storage_path
@@ -243,7 +242,8 @@ def _write(
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
-        schema = MigrationContext.configure(conn).get_current_revision()
+        # The schema the rows follow (read directly: alembic's context would log at INFO).
+        schema = conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
         _snapshot(conn)
         for kind in EXPORT_ORDER:
             _write_kind(conn, writer, kind, before, counts, recordings_dir, progress)
