@@ -363,7 +363,10 @@ def explain(engine: sa.Engine, message_id: str, mobile: str) -> list[str]:
     cases = {
         "by id": sa.select(Message).where(Message.id == message_id),
         "by mobile": queries.filtered(queries.MESSAGES, {"mobile": mobile}).limit(101),
-        "status + day, page 2": queries.filtered(
+        "status + day, first page (failed: 10 % of rows)": queries.filtered(
+            queries.MESSAGES, {"status": Status.failed, "since": day, "until": day + timedelta(days=1)}
+        ).limit(101),
+        "status + day, page 2 (delivered: 80 % of rows)": queries.filtered(
             queries.MESSAGES, {"status": Status.delivered, "since": day, "until": day + timedelta(days=1)}
         )
         .where(queries._after(queries.MESSAGES, (day + timedelta(hours=12), "8")))
