@@ -42,8 +42,9 @@ def get_call(call_id: int) -> Call:
         .scalars(
             sa.select(Call)
             .where(Call.id == valid_id(call_id, "call"))
-            .options(orm.selectinload(Call.recordings))
+            .options(orm.joinedload(Call.recordings))  # one round trip
         )
+        .unique()
         .one_or_none()
     )
     if call is None:

@@ -44,8 +44,9 @@ def get_message(message_id: str) -> Message:
         .scalars(
             sa.select(Message)
             .where(Message.id == valid_id(message_id, "message"))
-            .options(orm.selectinload(Message.events))
+            .options(orm.joinedload(Message.events))  # one round trip
         )
+        .unique()
         .one_or_none()
     )
     if message is None:
