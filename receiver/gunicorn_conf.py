@@ -8,9 +8,10 @@ import os
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 # Measured by bench/ingest (docs/benchmarks.md, "Ingest"): a request spends much of its time
 # waiting on the database (a commit's fsync, a round trip), so threads overlap that wait within a
-# process; one process a core uses the cores. Against 2*cores+1 sync workers this took 1.5-2x the
-# requests a second on both databases, and keep-alive (which sync workers lack) saved ~15% of CPU
-# a request. Each thread holds at most one database connection (DB_POOL_SIZE >= WEB_THREADS).
+# process; one process a core uses the cores. Against 2*cores+1 sync workers it answered as many
+# requests a second on SQLite and up to twice as many on PostgreSQL, with fewer processes and
+# database connections, and keep-alive (which sync workers lack) saved ~15% of CPU a request.
+# Each thread holds at most one database connection (DB_POOL_SIZE >= WEB_THREADS).
 worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
 workers = int(os.environ.get("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count())))
 threads = int(os.environ.get("WEB_THREADS", "4"))
