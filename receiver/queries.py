@@ -182,7 +182,7 @@ def fetch_page(
     statement = filtered(listing, filters)
     if after is not None:
         statement = statement.where(_after(listing, after))
-    rows = list(session.scalars(statement.options(*options).limit(limit + 1)))
+    rows = list(session.scalars(statement.options(*options).limit(limit + 1)).unique())
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, listing.position_of(rows[-1]) if more else None)

@@ -30,7 +30,7 @@ message_row_schema = MessageSchema()
 def list_messages(args: dict[str, Any]) -> dict[str, Any] | Response:
     """List messages, newest first (by when receiver first heard of them), or export them as CSV."""
     return list_or_export(
-        queries.MESSAGES, args, message_row_schema, options=[orm.selectinload(Message.events)]
+        queries.MESSAGES, args, message_row_schema, options=[orm.joinedload(Message.events)]
     )
 
 
