@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Response, request
 from flask_smorest import Blueprint
@@ -74,7 +74,10 @@ def list_or_export(
     return {"data": page.rows, "next_cursor": next_cursor}
 
 
-def valid_id(value: str | int, what: str) -> str | int:
+IdT = TypeVar("IdT", str, int)
+
+
+def valid_id(value: IdT, what: str) -> IdT:
     """An id that can name a row; a 404 (not a database error) for one that cannot."""
     if isinstance(value, int) and value > _MAX_ID:
         raise NotFound(f"no {what} {value}")

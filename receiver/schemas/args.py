@@ -31,7 +31,7 @@ def Text(max_length: int, description: str) -> fields.String:  # noqa: N802 (a f
     )
 
 
-class Moment(fields.String):
+class Moment(fields.Field):
     """An RFC 3339 date and time (UTC when it has no zone), or a date (`2026-01-31`, 00:00 UTC)."""
 
     default_error_messages = {"invalid": "Not a valid ISO 8601 date or date and time."}
@@ -40,6 +40,7 @@ class Moment(fields.String):
         super().__init__(
             metadata={
                 "description": description,
+                "type": "string",
                 "anyOf": [{"format": "date-time"}, {"format": "date"}],
                 "example": "2026-01-31T00:00:00Z",
             }
