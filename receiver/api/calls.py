@@ -29,7 +29,7 @@ call_row_schema = CallSchema()
 @documented(blp)
 def list_calls(args: dict[str, Any]) -> dict[str, Any] | Response:
     """List calls, newest first by start (calls without a start time first), or export them as CSV."""
-    return list_or_export(queries.CALLS, args, call_row_schema, options=[orm.selectinload(Call.recordings)])
+    return list_or_export(queries.CALLS, args, call_row_schema, options=[orm.joinedload(Call.recordings)])
 
 
 @blp.route("/<int:call_id>")
