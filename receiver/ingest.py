@@ -156,11 +156,18 @@ def _receive_once(session: orm.Session, request: RawRequest, settings: Settings)
 
 
 def reprocess(session: orm.Session, raw_id: int, settings: Settings) -> Outcome:
-    """Parse a stored request again (after a fix) and store what it says; safe to run twice."""
+    """Parse a stored pending or quarantined request again (after a fix) and store what it says.
+
+    Safe to run twice, and twice at once: the row lock orders concurrent replays and the second
+    finds the event processed.
+    """
     with session.begin():
-        raw = session.get(RawEvent, raw_id, with_for_update=True)
+        raw = session.get(RawEvent, raw_id, with_for_update=True, populate_existing=True)
         if raw is None:
             raise LookupError(raw_id)
+        if raw.state not in (RawState.pending, RawState.quarantined):
+            # Processed already, by a replay that held the lock before this one: nothing to do.
+            return Outcome(200, "duplicate", raw.id, kinds=list(raw.kinds or []))
         try:
             events = payloads.load(
                 payloads.decode(payloads.content_type_of(raw.headers), raw.query_string, raw.body),

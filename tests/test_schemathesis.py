@@ -15,8 +15,8 @@ from schemathesis.core.parameters import ParameterLocation
 from tests.payloads import C2C, OBD, RCS_INBOUND_MEDIA, SMS_DLR, VMN_INBOUND, channel_status, sms
 
 EXAMPLES_PER_OPERATION = 40
-# The query API's operations (SPEC §6). The recordings audio endpoint has its own tests.
-QUERY_API = ("/api/v1/messages", "/api/v1/inbound", "/api/v1/calls", "/api/v1/events")
+# The query API's operations (SPEC §6).
+QUERY_API = ("/api/v1/messages", "/api/v1/inbound", "/api/v1/calls", "/api/v1/events", "/api/v1/recordings")
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_api_follows_its_openapi_document(seeded_app, api_key, mode):
         for operation in (result.ok() for result in schema.get_all_operations())
         if operation.path.startswith(QUERY_API)
     ]
-    assert len(operations) == 9
+    assert len(operations) == 10
 
     for operation in operations:
 

@@ -81,6 +81,6 @@ def valid_id(value: IdT, what: str) -> IdT:
     """An id that can name a row; a 404 (not a database error) for one that cannot."""
     if isinstance(value, int) and value > _MAX_ID:
         raise NotFound(f"no {what} {value}")
-    if isinstance(value, str) and ("\x00" in value or len(value) > 128):
+    if isinstance(value, str) and ("\x00" in value or len(value) > 255):
         raise NotFound(f"no {what} {value!r}")
     return value

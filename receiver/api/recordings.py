@@ -12,6 +12,7 @@ from ..models import Recording, RecordingState
 from ..recordings import storage_path
 from ..schemas.api import ErrorSchema
 from .auth import protected_blueprint
+from .lists import valid_id
 
 blp = protected_blueprint("recordings", __name__, "Downloaded call recordings")
 
@@ -29,7 +30,7 @@ blp = protected_blueprint("recordings", __name__, "Downloaded call recordings")
 def get_audio(recording_id: int) -> Response:
     """Stream the stored audio; its SHA-256 is the ETag."""
     session = get_session()
-    recording = session.get(Recording, recording_id)
+    recording = session.get(Recording, valid_id(recording_id, "recording"))
     session.rollback()
     if recording is None:
         raise NotFound(f"no recording {recording_id}")
