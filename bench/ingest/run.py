@@ -425,7 +425,9 @@ def bench_burst(kind: str, args: argparse.Namespace, env: dict[str, str], workdi
     result.update(check=check, sent=args.burst, absorbed_seconds=result["seconds"])
     result["complete"] = len([a for a in answers if a.status in checks.ACKED]) >= args.burst
     log(
-        f"{kind:10} burst: {args.burst:,} in {result['seconds']:.1f} s ({result['rps']:.0f} req/s)"
+        f"{kind:10} burst: {check['acknowledged_requests']:,} of {args.burst:,} acknowledged in"
+        f" {result['seconds']:.1f} s{'' if result['complete'] else ' (time bound reached)'}"
+        f" ({result['rps']:.0f} req/s)"
         f"  p99 {result['p99_ms']:.1f} ms  acknowledged {check['acknowledged_requests']:,}"
         f"  stored {stored:,}  lost {check['lost']}  statuses {result['statuses']}"
     )
@@ -519,7 +521,8 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         for kind, r in results["burst"].items():
             lines.append(
-                f"| {kind} | {r['sent']:,} | {r['absorbed_seconds']:.0f} s | {r['rps']:.0f} |"
+                f"| {kind} | {r['sent']:,} | {r['absorbed_seconds']:.0f} s"
+                f"{'' if r['complete'] else ' (bound reached)'} | {r['rps']:.0f} |"
                 f" {r['p50_ms']:.1f} |"
                 f" {r['p99_ms']:.1f} | {r['max_ms']:.0f} | {r['check']['acknowledged_requests']:,} |"
                 f" {r['check']['lost']} | {r['statuses']} |"
