@@ -4,9 +4,10 @@ Each app runs under gunicorn exactly as the Procfile's `web` line starts receive
 file, same settings), bound to 127.0.0.1. wrk (Debian's package; installed here when missing)
 sends the platform's mix with bench/ingest/mix.lua for a fixed time; then the database is
 checked against every answer. A paced run measures receiver's latency at a fixed rate, and a
-burst of status reports (500,000 by default) measures the time to absorb it.
+burst of status reports (500,000 by default, bounded at --burst-timeout, 1 hour) measures the
+time to absorb it.
 
-    .venv/bin/python bench/ingest/run.py                  # everything, ~40 min on 2 cores
+    .venv/bin/python bench/ingest/run.py                  # everything, ~70 min on 2 cores
     .venv/bin/python bench/ingest/run.py --quick          # 10 s runs, a 20,000 burst
 
 Results go to var/bench/ingest-<time>/ (results.json, results.md, every log).
@@ -544,7 +545,7 @@ def main() -> None:
     )
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--apps", default="bare,naive,receiver")
-    parser.add_argument("--duration", type=float, default=25, help="seconds of load per app")
+    parser.add_argument("--duration", type=float, default=20, help="seconds of load per app")
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
