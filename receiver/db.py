@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,6 +96,45 @@ def insert_for(session: orm.Session, table: sa.Table) -> Any:
     if name == "sqlite":
         return sqlite.insert(table)
     raise RuntimeError(f"unsupported database: {name}")
+
+
+@functools.cache
+def _insert_new(dialect: str, table: sa.Table, keys: tuple[str, ...]) -> Any:
+    dialects = {"postgresql": postgresql, "sqlite": sqlite}
+    if dialect not in dialects:
+        raise RuntimeError(f"unsupported database: {dialect}")
+    (primary_key,) = table.primary_key.columns
+    return (
+        dialects[dialect]
+        .insert(table)
+        .on_conflict_do_nothing(index_elements=list(keys))
+        .returning(primary_key)
+    )
+
+
+def insert_new(session: orm.Session, table: Any, values: dict[str, Any], keys: list[str]) -> Any:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING: the new row's primary key, or None if it existed.
+
+    The statement is built once per table and key, and the values go as execution parameters,
+    which spares building and compiling a statement on every webhook.
+    """
+    statement = _insert_new(session.get_bind().dialect.name, table, tuple(keys))
+    return session.execute(statement, values).scalar_one_or_none()
+
+
+_SQLITE_WRITER = threading.Lock()
+
+
+def local_writer(session: orm.Session) -> AbstractContextManager[Any]:
+    """On SQLite, take turns for write transactions within this process.
+
+    SQLite has one writer at a time; threads that queue on a lock get it as soon as it is free,
+    where SQLite's busy handler would sleep them 1, 2, 5 ... 100 ms between tries. Other
+    processes still wait through the busy handler. On PostgreSQL this does nothing.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return _SQLITE_WRITER
+    return nullcontext()
 
 
 class Database:

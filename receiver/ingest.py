@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from . import payloads
-from .db import insert_for, utcnow
+from .db import insert_new, local_writer, utcnow
 from .models import (
     Call,
     InboundMessage,
@@ -99,7 +99,8 @@ def receive(session: orm.Session, request: RawRequest, settings: Settings) -> Ou
     """Store one authenticated request and everything it says; commit; say how it went."""
     for attempt in range(1, _ATTEMPTS + 1):
         try:
-            return _receive_once(session, request, settings)
+            with local_writer(session):
+                return _receive_once(session, request, settings)
         except sa.exc.OperationalError as exc:
             sqlstate = getattr(exc.orig, "sqlstate", None)
             if sqlstate not in _RETRYABLE_SQLSTATES or attempt == _ATTEMPTS:
@@ -138,13 +139,7 @@ def _receive_once(session: orm.Session, request: RawRequest, settings: Settings)
         "kinds": [e.kind for e in events] if events is not None else None,
     }
     with session.begin():
-        table = RawEvent.__table__
-        inserted = session.execute(
-            insert_for(session, table)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["source", "fingerprint"])
-            .returning(table.c.id)
-        ).scalar_one_or_none()
+        inserted = insert_new(session, RawEvent.__table__, values, ["source", "fingerprint"])
         if inserted is None:
             return _repeat(session, request.source, values["fingerprint"], settings)
         if errors is not None:
@@ -298,13 +293,7 @@ class _Context:
 
     def insert(self, model: type[Any], values: dict[str, Any], keys: list[str]) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING; the new row's primary key, or None if it existed."""
-        table = model.__table__
-        return self.session.execute(
-            insert_for(self.session, table)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=keys)
-            .returning(table.c.id)
-        ).scalar_one_or_none()
+        return insert_new(self.session, model.__table__, values, keys)
 
     def store(self, event: payloads.Event) -> tuple[Any, bool]:
         """Write one event; return (the resource's id, whether anything new was stored)."""
