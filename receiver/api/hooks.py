@@ -32,14 +32,15 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
         return error_response(404, f"unknown kind {kind!r}; one of: {', '.join(URL_KINDS)}")
     if (request.content_length or 0) > current_app.config["MAX_BODY_BYTES"]:
         return error_response(413, "body too large")
-    session = get_session()
-    with session.begin():  # a short read, ended before the write transaction begins
-        found = session.scalars(sa.select(Source).where(Source.name == source)).one_or_none()
-    if found is None:
-        return error_response(404, f"unknown source {source!r}")
     body = request.get_data(cache=False)
     if len(body) > current_app.config["MAX_BODY_BYTES"]:  # a chunked body, cut by werkzeug
         return error_response(413, "body too large")
+    session = get_session()
+    # This read opens the request's one transaction: ingest.receive continues and commits it;
+    # every other way out of the view ends it (the session is closed, so rolled back).
+    found = session.scalars(sa.select(Source).where(Source.name == source)).one_or_none()
+    if found is None:
+        return error_response(404, f"unknown source {source!r}")
 
     challenge = _challenge(body)
     if "token" in request.args and challenge is not None:
@@ -84,8 +85,11 @@ def _presented_secret() -> str | None:
 
 
 def _refuse(source: Source, message: str) -> tuple[Response, int]:
-    count_auth_failure(get_session(), source.id)
-    metrics.AUTH_FAILURES.labels(source=source.name).inc()
+    source_id, name = source.id, source.name
+    session = get_session()
+    session.rollback()  # end the lookup's transaction; the counter has one of its own
+    count_auth_failure(session, source_id)
+    metrics.AUTH_FAILURES.labels(source=name).inc()
     return error_response(401, message)
 
 

@@ -1,0 +1,339 @@
+"""The normalized rows of a webhook's events: messages and their status history, inbound
+messages, calls and recordings, opt-outs.
+
+Every write is an INSERT ... ON CONFLICT DO NOTHING on a unique key, so writing the same event
+twice, or at the same instant from two requests, stores it once. Nothing here commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from . import payloads
+from .db import insert_new, utcnow
+from .models import (
+    Call,
+    InboundMessage,
+    Message,
+    MessageEvent,
+    OptOut,
+    Recording,
+    RecordingState,
+    Status,
+)
+from .statuses import canonical, supersedes
+
+# C2C records carry the time of sending (`date`, `unixtime`): a retry differs only there.
+_VOLATILE_CALL_KEYS = frozenset({"date", "unixtime"})
+
+
+@dataclass
+class Settings:
+    timezone: ZoneInfo
+    recording_url_ttl: int
+
+
+def content_key(data: dict[str, Any], drop: frozenset[str] = frozenset()) -> str:
+    canonical_json = json.dumps(
+        {k: v for k, v in data.items() if k not in drop and v not in (None, "")},
+        sort_keys=True,
+        default=str,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical_json.encode()).hexdigest()
+
+
+class Writer:
+    """Writes the normalized rows of one raw event."""
+
+    def __init__(
+        self,
+        session: orm.Session,
+        raw_id: int,
+        source: str,
+        received_at: datetime,
+        settings: Settings,
+    ) -> None:
+        self.session = session
+        self.raw_id = raw_id
+        self.source = source
+        self.received_at = received_at
+        self.settings = settings
+        self.new_recordings: list[int] = []
+
+    def utc(self, value: datetime | None) -> datetime | None:
+        """Place a zone-less provider time in `PROVIDER_TIMEZONE`."""
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=self.settings.timezone)
+
+    def insert(self, model: type[Any], values: dict[str, Any], keys: list[str]) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING; the new row's primary key, or None if it existed."""
+        return insert_new(self.session, model.__table__, values, keys)
+
+    def store(self, event: payloads.Event) -> tuple[Any, bool]:
+        """Write one event; return (the resource's id, whether anything new was stored)."""
+        handler = {
+            "sms-status": self._sms_status,
+            "channel-status": self._channel_status,
+            "inbound": self._inbound,
+            "voice": self._voice,
+            "unsubscription": self._unsubscription,
+        }[event.kind or ""]
+        return handler(event)
+
+    def reference(self, event: payloads.Event) -> Any:
+        """The id of the resource an already-stored event made."""
+        if event.kind in ("sms-status", "channel-status"):
+            return event.data["id"]
+        if event.kind == "inbound":
+            return self._inbound_id(event)
+        if event.kind == "voice":
+            return self.session.scalar(sa.select(Call.id).where(Call.dedupe_key == self._call_key(event)))
+        return self.session.scalar(sa.select(OptOut.id).where(OptOut.key == self._opt_out_key(event)))
+
+    # -- messages and their status history -------------------------------------------------
+
+    def _sms_status(self, event: payloads.Event) -> tuple[Any, bool]:
+        d = event.data
+        provider_status = d.get("status") or ""
+        status = canonical(provider_status, channel="sms")
+        submitted = d.get("submit_at") or self.utc(d.get("submit_time"))
+        sent = d.get("sent_at") or self.utc(d.get("sent_time"))
+        done = d.get("deliv_at") or self.utc(d.get("deliv_time"))
+        fields = {
+            "channel": "sms",
+            "mobile": d.get("mobile"),
+            "sender": d.get("sender"),
+            "service": d.get("service"),
+            "custom": d.get("custom"),
+            "custom1": d.get("custom1"),
+            "custom2": d.get("custom2"),
+            "cid": d.get("cid"),
+            "foreign_id": d.get("foreign_id"),
+            "credits": d.get("credits"),
+            "units": d.get("units"),
+            "operator": d.get("provider"),
+            "operator_code": d.get("provider_code"),
+            "region": d.get("region"),
+            "region_code": d.get("region_code"),
+            "country": d.get("location"),
+            "country_code": d.get("location_code"),
+            "submitted_at": submitted,
+            "sent_at": sent,
+            "delivered_at": done if status in (Status.delivered, Status.read) else None,
+        }
+        occurred = done or sent or submitted
+        return self._message_event(d["id"], fields, status, provider_status, occurred)
+
+    def _channel_status(self, event: payloads.Event) -> tuple[Any, bool]:
+        d = event.data
+        channel = (d.get("channel") or event.channel or "whatsapp").lower()
+        provider_status = d["status"]
+        status = canonical(provider_status, channel=channel)
+        delivered = self.utc(d.get("delivered_at"))
+        read = self.utc(d.get("read_at"))
+        processed = self.utc(d.get("processed_at"))
+        stamp = self.utc(d.get("timestamp"))
+        by_status = {Status.read: read, Status.delivered: delivered}.get(status)
+        occurred = stamp or by_status or processed
+        fields = {
+            "channel": channel,
+            "mobile": d.get("to"),
+            "sender": d.get("from_"),
+            "foreign_id": d.get("foreign_id"),
+            "credits": d.get("credits"),
+            "sent_at": stamp if status == Status.sent else processed,
+            "delivered_at": delivered or (stamp if status == Status.delivered else None),
+            "read_at": read or (stamp if status == Status.read else None),
+        }
+        return self._message_event(d["id"], fields, status, provider_status, occurred)
+
+    def _message_event(
+        self,
+        message_id: str,
+        fields: dict[str, Any],
+        status: Status,
+        provider_status: str,
+        occurred: datetime | None,
+    ) -> tuple[str, bool]:
+        now = utcnow()
+        created = self.insert(
+            Message,
+            {
+                "id": message_id,
+                "source": self.source,
+                "status": status,
+                "provider_status": provider_status,
+                "status_at": occurred,
+                "created_at": now,
+                "updated_at": now,
+                **fields,
+            },
+            ["id"],
+        )
+        event_id = self.insert(
+            MessageEvent,
+            {
+                "message_id": message_id,
+                "raw_event_id": self.raw_id,
+                "source": self.source,
+                "status": status,
+                "provider_status": provider_status,
+                "occurred_at": occurred,
+                "received_at": self.received_at,
+            },
+            ["message_id", "provider_status"],
+        )
+        if event_id is None:
+            return message_id, False
+        if created is None:
+            self._merge(message_id, fields, status, provider_status, occurred, now)
+        return message_id, True
+
+    def _merge(
+        self,
+        message_id: str,
+        fields: dict[str, Any],
+        status: Status,
+        provider_status: str,
+        occurred: datetime | None,
+        now: datetime,
+    ) -> None:
+        """Fold a new report into an existing message, under a row lock."""
+        message = self.session.scalars(
+            sa.select(Message)
+            .where(Message.id == message_id)
+            # FOR NO KEY UPDATE: does not conflict with the KEY SHARE locks that concurrent
+            # event inserts take through their foreign key, so two reports cannot deadlock here.
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        ).one()
+        changes: dict[str, Any] = {
+            name: value
+            for name, value in fields.items()
+            if value is not None and getattr(message, name) is None
+        }
+        if supersedes(status, occurred, message.status, message.status_at):
+            changes.update(status=status, provider_status=provider_status, status_at=occurred)
+        if changes:
+            changes["updated_at"] = now
+            self.session.execute(sa.update(Message).where(Message.id == message_id).values(**changes))
+
+    # -- inbound, calls, opt-outs --------------------------------------------------------------
+
+    def _inbound_id(self, event: payloads.Event) -> str:
+        given = event.data.get("id")
+        return given or "sha256:" + content_key(event.original)[:57]
+
+    def _inbound(self, event: payloads.Event) -> tuple[Any, bool]:
+        d = event.data
+        inbound_id = self._inbound_id(event)
+        channel = (d.get("channel") or event.channel or "sms").lower()
+        values = {
+            "id": inbound_id,
+            "source": self.source,
+            "raw_event_id": self.raw_id,
+            "channel": "sms" if channel == "vmn" else channel,
+            "from_number": d.get("from_"),
+            "to_number": d.get("to"),
+            "type": d.get("type") or ("text" if d.get("text") else None),
+            "text": d.get("text"),
+            "media_url": d.get("media_url"),
+            "caption": d.get("caption"),
+            "file_name": d.get("file_name"),
+            "keyword1": d.get("keyword1"),
+            "keyword2": d.get("keyword2"),
+            "occurred_at": self.utc(d.get("timestamp")),
+            "contact": d.get("contact"),
+            "received_at": self.received_at,
+        }
+        created = self.insert(InboundMessage, values, ["id"])
+        return inbound_id, created is not None
+
+    def _call_key(self, event: payloads.Event) -> str:
+        return content_key(event.original, _VOLATILE_CALL_KEYS)
+
+    def _voice(self, event: payloads.Event) -> tuple[Any, bool]:
+        d = event.data
+        call_id = self.insert(
+            Call,
+            {
+                "dedupe_key": self._call_key(event),
+                "source": self.source,
+                "raw_event_id": self.raw_id,
+                "service": d.get("source"),
+                "bridge": d.get("bridge"),
+                "from_number": d.get("from_"),
+                "to_number": d.get("to"),
+                "mid": d.get("mid"),
+                "flow_id": d.get("flow_id"),
+                "start_at": self.utc(d.get("start_at")),
+                "end_at": self.utc(d.get("end_at")),
+                "duration": d.get("duration"),
+                "billing": d.get("billing"),
+                "status": d.get("status"),
+                "status1": d.get("status1"),
+                "status2": d.get("status2"),
+                "hangup_by": d.get("hangup_by"),
+                "received_at": self.received_at,
+            },
+            ["dedupe_key"],
+        )
+        if call_id is None:
+            return self.reference(event), False
+        url = d.get("recording_url")
+        if url:
+            recording_id = self.insert(
+                Recording,
+                {
+                    "call_id": call_id,
+                    "url": url,
+                    "url_sha256": hashlib.sha256(url.encode()).hexdigest(),
+                    "url_expires_at": self.received_at + timedelta(seconds=self.settings.recording_url_ttl),
+                    "state": RecordingState.pending,
+                    "next_attempt_at": self.received_at,
+                    "created_at": self.received_at,
+                    "updated_at": self.received_at,
+                },
+                ["call_id", "url_sha256"],
+            )
+            if recording_id is not None:
+                self.new_recordings.append(recording_id)
+        return call_id, True
+
+    def _opt_out_key(self, event: payloads.Event) -> str:
+        given = event.data.get("id")
+        return f"id:{given}" if given else "sha256:" + content_key(event.original)[:57]
+
+    def _unsubscription(self, event: payloads.Event) -> tuple[Any, bool]:
+        d = event.data
+        key = self._opt_out_key(event)
+        opt_out_id = self.insert(
+            OptOut,
+            {
+                "key": key,
+                "provider_id": d.get("id"),
+                "source": self.source,
+                "raw_event_id": self.raw_id,
+                "channel": event.channel,
+                "receiver": d.get("receiver"),
+                "type": d.get("type"),
+                "value": d.get("value"),
+                "status": d.get("status"),
+                "occurred_at": self.utc(d.get("created_at")),
+                "received_at": self.received_at,
+            },
+            ["key"],
+        )
+        if opt_out_id is None:
+            return self.reference(event), False
+        return opt_out_id, True
