@@ -39,44 +39,49 @@ class Text(fields.Field):
         return value or None
 
 
-class Integer(fields.Field):
+class _Number(fields.Field):
+    """A finite decimal number from a JSON number or a string; an empty string is absent."""
+
+    def _number(self, value: Any) -> Decimal | None:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None
+        try:
+            number = Decimal(str(value))
+        except (InvalidOperation, ValueError):
+            raise self.make_error("invalid") from None
+        if not number.is_finite():
+            raise self.make_error("invalid")
+        return number
+
+
+class Integer(_Number):
     """A whole number, from a JSON number or a string such as `"23"` or `"23.0"`."""
 
     default_error_messages = {"invalid": "Not a valid integer."}
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int | None:
-        if isinstance(value, bool):
-            raise self.make_error("invalid")
-        if isinstance(value, str):
-            value = value.strip()
-            if not value:
-                return None
-        try:
-            number = Decimal(str(value))
-        except (InvalidOperation, ValueError):
-            raise self.make_error("invalid") from None
-        if not number.is_finite() or number != number.to_integral_value() or abs(number) > 2**62:
+        number = self._number(value)
+        if number is None:
+            return None
+        if number != number.to_integral_value() or abs(number) > 2**62:
             raise self.make_error("invalid")
         return int(number)
 
 
-class Amount(fields.Field):
+class Amount(_Number):
     """A decimal amount such as credits `"2.0000"`."""
 
     default_error_messages = {"invalid": "Not a valid number."}
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Decimal | None:
-        if isinstance(value, bool):
-            raise self.make_error("invalid")
-        if isinstance(value, str):
-            value = value.strip()
-            if not value:
-                return None
-        try:
-            number = Decimal(str(value))
-        except (InvalidOperation, ValueError):
-            raise self.make_error("invalid") from None
-        if not number.is_finite() or abs(number) >= Decimal(10) ** 10:
+        number = self._number(value)
+        if number is None:
+            return None
+        if abs(number) >= Decimal(10) ** 10:
             raise self.make_error("invalid")
         return number.quantize(Decimal("0.0001"))
 
