@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +40,14 @@ _VOLATILE_CALL_KEYS = frozenset({"date", "unixtime"})
 class Settings:
     timezone: ZoneInfo
     recording_url_ttl: int
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """The settings ingest needs, from the app's configuration."""
+        return cls(
+            timezone=ZoneInfo(config["PROVIDER_TIMEZONE"]),
+            recording_url_ttl=config["RECORDING_URL_TTL"],
+        )
 
 
 def content_key(data: dict[str, Any], drop: frozenset[str] = frozenset()) -> str:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
 import sqlalchemy as sa
@@ -33,12 +32,6 @@ BATCH_SIZE = 500
 
 class NotReplayable(Exception):
     """The raw event was processed already."""
-
-
-def ingest_settings(config: Mapping[str, Any]) -> ingest.Settings:
-    return ingest.Settings(
-        timezone=ZoneInfo(config["PROVIDER_TIMEZONE"]), recording_url_ttl=config["RECORDING_URL_TTL"]
-    )
 
 
 def replay_one(session: orm.Session, raw_id: int, settings: ingest.Settings) -> ingest.Outcome:
@@ -140,7 +133,7 @@ def replay_command(states: tuple[str, ...], since: datetime | None, batch_size: 
         click.echo(f"replay: {sum(counts.values())} events, up to id {at} of {upto}", err=True)
 
     counts = replay_backlog(
-        get_db(), chosen, _utc(since), ingest_settings(current_app.config), batch_size, progress
+        get_db(), chosen, _utc(since), ingest.Settings.from_config(current_app.config), batch_size, progress
     )
     summary = ", ".join(f"{name} {counts[name]}" for name in sorted(counts)) or "nothing to replay"
     click.echo(f"replayed {sum(counts.values())} raw events: {summary}")

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from receiver.ingest import Settings
 from receiver.models import Message, MessageEvent, RawEvent, RawState
 from tests import factories
 from tests.payloads import OBD, SMS_DLR, sms
@@ -145,7 +146,7 @@ def test_two_replays_at_once_store_everything_once(app):
     from receiver import replay
 
     pending = [_pending_sms(app, f"twice:{i}") for i in range(30)]
-    settings = replay.ingest_settings(app.config)
+    settings = Settings.from_config(app.config)
     db = app.extensions["receiver.db"]
 
     def run(_: int):

@@ -289,8 +289,7 @@ def test_a_fault_while_normalizing_keeps_the_raw_request_for_replay(hooks, app):
     keeps the raw request pending, and a replay after the fix stores it."""
     import sqlalchemy as sa
 
-    from receiver.api.hooks import _settings
-    from receiver.ingest import reprocess
+    from receiver.ingest import Settings, reprocess
 
     engine = get_db_engine(app)
     dialect = engine.dialect.name
@@ -309,7 +308,7 @@ def test_a_fault_while_normalizing_keeps_the_raw_request_for_replay(hooks, app):
             for statement in DROP_FAULT[dialect]:
                 connection.execute(sa.text(statement))
     with app.app_context(), app.extensions["receiver.db"].new_session() as session:
-        outcome = reprocess(session, raw.id, _settings())
+        outcome = reprocess(session, raw.id, Settings.from_config(app.config))
     assert (outcome.code, outcome.message, outcome.events) == (200, "stored", ["fault:1"])
     assert raw_events(app)[0].state == RawState.processed
     assert row_counts(app)["messages"] == 1

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response, current_app
 from marshmallow import RAISE
 
-from .. import queries, replay
+from .. import ingest, queries, replay
 from ..db import get_session
 from ..errors import NotFound, ReceiverError
 from ..models import RawEvent
@@ -54,7 +54,7 @@ def replay_event(event_id: int) -> dict[str, Any]:
     session = get_session()
     try:
         outcome = replay.replay_one(
-            session, valid_id(event_id, "raw event"), replay.ingest_settings(current_app.config)
+            session, valid_id(event_id, "raw event"), ingest.Settings.from_config(current_app.config)
         )
     except LookupError:
         raise NotFound(f"no raw event {event_id}") from None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -57,7 +56,9 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
     if challenge is not None and _only_challenge(body):
         return jsonify({"challenge": challenge}), 200
 
-    outcome = ingest.receive(session, _raw_request(source, kind, body), _settings())
+    outcome = ingest.receive(
+        session, _raw_request(source, kind, body), ingest.Settings.from_config(current_app.config)
+    )
     metrics.count_ingest(outcome)
     if outcome.new_recordings:
         try:
@@ -136,12 +137,4 @@ def _raw_request(source: str, kind: str | None, body: bytes) -> ingest.RawReques
         headers=headers,
         body=body,
         remote_addr=request.remote_addr,
-    )
-
-
-def _settings() -> ingest.Settings:
-    config = current_app.config
-    return ingest.Settings(
-        timezone=ZoneInfo(config["PROVIDER_TIMEZONE"]),
-        recording_url_ttl=config["RECORDING_URL_TTL"],
     )
