@@ -17,6 +17,9 @@
 --          (no coordinated omission).
 --
 -- Log line per answered request: status, latency in microseconds, kind, key, answer summary.
+-- In total mode a thread that has its answers writes t<N>.done: when it sent its first request
+-- and when its last answer came (CLOCK_MONOTONIC, microseconds), so the harness can stop wrk and
+-- time the burst by its last answer, not by wrk's -d.
 
 local ffi = require("ffi")
 ffi.cdef [[
@@ -45,6 +48,7 @@ local seq = 0
 local sent = 0
 local answered = 0
 local quota = 0
+local first_sent_us = nil
 local total_mode = false
 local interval_us = 0
 local next_at = nil
@@ -230,6 +234,7 @@ function request()
     t0 = next_at -- count the time this request waited behind a slow one
   end
   pending = { kind = kind, key = key, t0 = t0 }
+  first_sent_us = first_sent_us or t0
   sent = sent + 1
   return wrk.format("POST", nil, nil, body)
 end
@@ -248,7 +253,8 @@ function response(status, headers, body)
   if not pending then
     return
   end
-  local latency = now_us() - pending.t0
+  local answered_at = now_us()
+  local latency = answered_at - pending.t0
   log:write(string.format("%d\t%d\t%s\t%s\t%s\n", status, latency, pending.kind, pending.key, summary(body)))
   pending = nil
   answered = answered + 1
@@ -257,6 +263,9 @@ function response(status, headers, body)
   end
   if total_mode and answered >= quota then
     log:flush()
+    local done = assert(io.open(string.format("%s/t%03d.done", opts.logdir, thread_id), "w"))
+    done:write(string.format("%d\t%d\n", first_sent_us, answered_at))
+    done:close()
     wrk.thread:stop()
   end
 end
