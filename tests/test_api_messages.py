@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from receiver.models import Status
 from receiver.sources import revoke_api_key
@@ -157,3 +158,22 @@ def test_status_filter_takes_every_canonical_status(app, api):
         response = api(f"/api/v1/messages?status={status.value}")
         assert response.status_code == 200
         assert len(response.get_json()["data"]) == (2 if status == Status.expired else 0)
+
+
+def test_a_read_request_takes_one_pooled_connection(app, api, hooks):
+    """The key check and the view share one transaction: one checkout (and pre-ping) a request."""
+    hooks.post(SMS_DLR)
+    checkouts = []
+
+    def count(*_: object) -> None:
+        checkouts.append(1)
+
+    engine = app.extensions["receiver.db"].engine
+    sa.event.listen(engine, "checkout", count)
+    try:
+        for path in (f"/api/v1/messages/{SMS_DLR['id']}", "/api/v1/messages", "/api/v1/messages/nope"):
+            checkouts.clear()
+            assert api(path).status_code in (200, 404)
+            assert len(checkouts) == 1, path
+    finally:
+        sa.event.remove(engine, "checkout", count)
