@@ -173,16 +173,17 @@ def fetch_page(
     session: orm.Session,
     listing: Listing,
     filters: Mapping[str, Any],
+    columns: Sequence[Any],
     *,
     limit: int,
     after: Sequence[Any] | None = None,
-    options: Sequence[Any] = (),
 ) -> Page:
-    """One page of at most `limit` rows after `after`, and where the next page starts (or None)."""
-    statement = filtered(listing, filters)
+    """One page of at most `limit` rows (of `columns`, which hold the sort keys) after `after`,
+    and where the next page starts (or None)."""
+    statement = filtered(listing, filters, *columns)
     if after is not None:
         statement = statement.where(_after(listing, after))
-    rows = list(session.scalars(statement.options(*options).limit(limit + 1)).unique())
+    rows = list(session.execute(statement.limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, listing.position_of(rows[-1]) if more else None)

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
-from flask import Response
+from flask import Response, jsonify
 from marshmallow import RAISE
-from sqlalchemy import orm
 
 from .. import queries
 from ..db import get_session
 from ..errors import NotFound
-from ..models import Call
-from ..schemas.api import CallDetailSchema, CallPageSchema, CallSchema
+from ..models import Call, Recording
+from ..schemas.api import CallDetailSchema, CallPageSchema
 from ..schemas.args import CallArgsSchema
+from . import rows
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, list_or_export, valid_id
 
 blp = protected_blueprint("calls", __name__, "Voice calls (outbound dialling, click-to-call) and recordings")
-call_row_schema = CallSchema()
+call_rows = rows.Resource(
+    CallDetailSchema(), Call, recordings=rows.Nest(Recording.call_id, order=(Recording.id,))
+)
 
 
 @blp.route("")
@@ -27,26 +28,17 @@ call_row_schema = CallSchema()
 @blp.response(200, CallPageSchema)
 @csv_documented(blp)
 @documented(blp)
-def list_calls(args: dict[str, Any]) -> dict[str, Any] | Response:
+def list_calls(args: dict[str, Any]) -> Response:
     """List calls, newest first by start (calls without a start time first), or export them as CSV."""
-    return list_or_export(queries.CALLS, args, call_row_schema, options=[orm.joinedload(Call.recordings)])
+    return list_or_export(queries.CALLS, args, call_rows)
 
 
 @blp.route("/<int:call_id>")
 @blp.response(200, CallDetailSchema)
 @documented(blp, not_found="no such call")
-def get_call(call_id: int) -> Call:
+def get_call(call_id: int) -> Response:
     """Return one call with its recordings."""
-    call = (
-        get_session()
-        .scalars(
-            sa.select(Call)
-            .where(Call.id == valid_id(call_id, "call"))
-            .options(orm.joinedload(Call.recordings))  # one round trip
-        )
-        .unique()
-        .one_or_none()
-    )
+    call = call_rows.one(get_session(), Call.id == valid_id(call_id, "call"))
     if call is None:
         raise NotFound(f"no call {call_id}")
-    return call
+    return jsonify(call)

@@ -13,11 +13,12 @@ from ..errors import NotFound, ReceiverError
 from ..models import RawEvent
 from ..schemas.api import ErrorSchema, EventDetailSchema, EventPageSchema, EventSchema, ReplaySchema
 from ..schemas.args import EventArgsSchema
+from . import rows
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, list_or_export, valid_id
 
 blp = protected_blueprint("events", __name__, "Raw webhook requests as received, and their replay")
-event_row_schema = EventSchema()
+event_rows = rows.Resource(EventSchema(), RawEvent)
 
 
 class Conflict(ReceiverError):
@@ -29,9 +30,9 @@ class Conflict(ReceiverError):
 @blp.response(200, EventPageSchema)
 @csv_documented(blp)
 @documented(blp)
-def list_events(args: dict[str, Any]) -> dict[str, Any] | Response:
+def list_events(args: dict[str, Any]) -> Response:
     """List raw events, newest first, e.g. `?state=quarantined`; or export them as CSV."""
-    return list_or_export(queries.EVENTS, args, event_row_schema)
+    return list_or_export(queries.EVENTS, args, event_rows)
 
 
 @blp.route("/<int:event_id>")

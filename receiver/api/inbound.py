@@ -13,11 +13,12 @@ from ..errors import NotFound
 from ..models import InboundMessage
 from ..schemas.api import InboundPageSchema, InboundSchema
 from ..schemas.args import InboundArgsSchema
+from . import rows
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, list_or_export, valid_id
 
 blp = protected_blueprint("inbound", __name__, "Messages people sent to the customer")
-inbound_row_schema = InboundSchema()
+inbound_rows = rows.Resource(InboundSchema(), InboundMessage)
 
 
 @blp.route("")
@@ -25,9 +26,9 @@ inbound_row_schema = InboundSchema()
 @blp.response(200, InboundPageSchema)
 @csv_documented(blp)
 @documented(blp)
-def list_inbound(args: dict[str, Any]) -> dict[str, Any] | Response:
+def list_inbound(args: dict[str, Any]) -> Response:
     """List inbound messages, newest first (by arrival), or export them as CSV."""
-    return list_or_export(queries.INBOUND, args, inbound_row_schema)
+    return list_or_export(queries.INBOUND, args, inbound_rows)
 
 
 @blp.route("/<path:inbound_id>")

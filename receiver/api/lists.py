@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Response, request
+from flask import Response, jsonify, request
 from flask_smorest import Blueprint
-from marshmallow import Schema
 
 from .. import export, queries
 from ..db import get_db, get_session
 from ..errors import NotFound, Unprocessable
 from ..schemas.api import ErrorSchema
+from . import rows
 
 _MAX_ID = 2**63 - 1
 
@@ -49,12 +49,7 @@ def wants_csv(args: dict[str, Any]) -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv"
 
 
-def list_or_export(
-    listing: queries.Listing,
-    args: dict[str, Any],
-    row_schema: Schema,
-    options: Sequence[Any] = (),
-) -> dict[str, Any] | Response:
+def list_or_export(listing: queries.Listing, args: dict[str, Any], resource: rows.Resource) -> Response:
     """A page of the list as `{data, next_cursor}`, or all of it as CSV."""
     filters = args["filters"]
     if wants_csv(args):
@@ -64,14 +59,16 @@ def list_or_export(
             raise Unprocessable("validation failed", {name: [message] for name in given})
         engine = get_db().engine
         assert engine is not None
-        return export.csv_response(engine, listing, filters, row_schema)
+        return export.csv_response(engine, listing, filters, resource.schema)
+    session = get_session()
     page = queries.fetch_page(
-        get_session(), listing, filters, limit=args["limit"], after=args["after"], options=options
+        session, listing, filters, resource.columns, limit=args["limit"], after=args["after"]
     )
     next_cursor = None
     if page.next_position is not None:
         next_cursor = queries.encode_cursor(listing, filters, page.next_position)
-    return {"data": page.rows, "next_cursor": next_cursor}
+    # Written here, not by the view's response schema: flask-smorest passes a Response through.
+    return jsonify({"data": resource.dump(session, page.rows), "next_cursor": next_cursor})
 
 
 IdT = TypeVar("IdT", str, int)
