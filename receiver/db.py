@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -85,7 +86,33 @@ def make_engine(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "FULL
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous.upper()))
         return engine
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection idle this long is checked before use: the database may have restarted or
+# dropped it meanwhile. One in steady use is not, which spares a round trip a request; should it
+# be dead anyway, its first statement fails, the pool renews every connection, and ingest tries
+# once more (receiver.api.hooks, receiver.ingest).
+IDLE_PING_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: sa.Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def idle_from(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # The pool drops this connection and checks out another.
+            raise sa.exc.DisconnectionError(str(exc)) from exc
 
 
 def insert_for(session: orm.Session, table: sa.Table) -> Any:

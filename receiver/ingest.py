@@ -71,7 +71,8 @@ def fingerprint(method: str, kind_hint: str | None, query_string: str, body: byt
 
 
 # PostgreSQL's deadlock and serialization failures: the transaction is rolled back whole and
-# is safe to run again.
+# is safe to run again. So is a lost connection (the pool renews it): should the commit have
+# been applied before the loss, the next try finds the request stored and answers `duplicate`.
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 _ATTEMPTS = 3
 _RAW_KEY = ["source", "fingerprint"]
@@ -92,10 +93,10 @@ def receive(session: orm.Session, request: RawRequest, settings: Settings) -> Ou
             return outcome
         except sa.exc.OperationalError as exc:
             session.rollback()
-            sqlstate = getattr(exc.orig, "sqlstate", None)
-            if sqlstate not in _RETRYABLE_SQLSTATES or attempt == _ATTEMPTS:
+            reason = "connection lost" if exc.connection_invalidated else getattr(exc.orig, "sqlstate", None)
+            if not (exc.connection_invalidated or reason in _RETRYABLE_SQLSTATES) or attempt == _ATTEMPTS:
                 raise
-            log.warning("ingest transaction %s (attempt %d); running it again", sqlstate, attempt)
+            log.warning("ingest transaction: %s (attempt %d); running it again", reason, attempt)
         except BaseException:
             session.rollback()
             raise

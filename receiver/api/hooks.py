@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import orm
 
 from .. import ingest, keys, metrics, recordings_queue
 from ..db import get_session, utcnow
@@ -35,9 +36,7 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
     if len(body) > current_app.config["MAX_BODY_BYTES"]:  # a chunked body, cut by werkzeug
         return error_response(413, "body too large")
     session = get_session()
-    # This read opens the request's one transaction: ingest.receive continues and commits it;
-    # every other way out of the view ends it (the session is closed, so rolled back).
-    found = session.scalars(sa.select(Source).where(Source.name == source)).one_or_none()
+    found = _source_named(session, source)
     if found is None:
         return error_response(404, f"unknown source {source!r}")
 
@@ -75,6 +74,23 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
             "events": outcome.events,
         }
     ), outcome.code
+
+
+def _source_named(session: orm.Session, name: str) -> Source | None:
+    """The source, read in the transaction that ingest.receive continues and commits.
+
+    Every other way out of the view ends that transaction (the session is closed, so rolled
+    back). A pooled connection that the database dropped (a restart) fails here, on its first
+    statement; the pool then renews its connections, and one more try gets a live one.
+    """
+    statement = sa.select(Source).where(Source.name == name)
+    try:
+        return session.scalars(statement).one_or_none()
+    except sa.exc.DBAPIError as exc:
+        session.rollback()
+        if not exc.connection_invalidated:
+            raise
+    return session.scalars(statement).one_or_none()
 
 
 def _presented_secret() -> str | None:
