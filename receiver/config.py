@@ -38,6 +38,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "DOWNLOAD_ALLOW_PRIVATE": (False, _bool),
     "DOWNLOAD_ALLOW_HTTP": (False, _bool),
     "DOWNLOAD_TIMEOUT": (60.0, float),
+    "DOWNLOAD_CA_BUNDLE": (None, str),
     "RECORDING_URL_TTL": (7200, int),
     "RECORDING_MAX_BYTES": (209715200, int),
     "SECRET_GRACE_HOURS": (24.0, float),

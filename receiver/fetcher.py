@@ -14,6 +14,7 @@ import hashlib
 import ipaddress
 import os
 import socket
+import ssl
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -68,6 +69,7 @@ class Policy:
     allowed_hosts: tuple[str, ...] = ()
     timeout: float = 60.0
     max_seconds: float = 1800.0
+    ca_bundle: str | None = None  # PEM file of trusted CAs; None: certifi's
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Policy:
@@ -77,6 +79,7 @@ class Policy:
             allowed_hosts=tuple(config["DOWNLOAD_ALLOWED_HOSTS"]),
             timeout=config["DOWNLOAD_TIMEOUT"],
             max_seconds=config["DOWNLOAD_MAX_SECONDS"],
+            ca_bundle=config["DOWNLOAD_CA_BUNDLE"],
         )
 
 
@@ -164,8 +167,11 @@ class _GuardedBackend(httpcore.NetworkBackend):
 
 class _GuardedTransport(httpx.HTTPTransport):
     def __init__(self, policy: Policy) -> None:
-        super().__init__(trust_env=False)
-        ssl_context = self._pool._ssl_context  # httpx built it from certifi; keep it
+        verify: ssl.SSLContext | bool = True  # httpx's default: certifi's CAs
+        if policy.ca_bundle:
+            verify = ssl.create_default_context(cafile=policy.ca_bundle)
+        super().__init__(verify=verify, trust_env=False)
+        ssl_context = self._pool._ssl_context  # as httpx built it; keep it
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context, network_backend=_GuardedBackend(policy), max_connections=20
         )

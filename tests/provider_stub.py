@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import ssl
 import threading
 import time
 from collections import Counter
@@ -37,8 +38,11 @@ def fake_audio(name: str, size: int = 64 * 1024) -> bytes:
 class ProviderStub(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, token: str = "provider-token") -> None:
+    def __init__(self, token: str = "provider-token", tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.tls = tls
+        if tls is not None:  # HTTPS, reached as https://localhost:<port>
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.token = token
         self.audio_size = 64 * 1024
         self.slow_seconds = 2.0
@@ -57,6 +61,8 @@ class ProviderStub(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        if self.tls is not None:
+            return f"https://localhost:{port}"
         return f"http://{host}:{port}"
 
     def audio_for(self, path: str) -> bytes:
