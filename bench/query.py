@@ -270,9 +270,9 @@ def drop_database(server_url: str, url: str) -> None:
 
 
 def make_app(url: str, workdir: Path):  # type: ignore[no-untyped-def]
-    from receiver import create_app
+    from receiver import create_app, gunicorn_conf
 
-    return create_app(
+    app = create_app(
         {
             "DATABASE_URL": url,
             "VAR_DIR": str(workdir),
@@ -281,6 +281,8 @@ def make_app(url: str, workdir: Path):  # type: ignore[no-untyped-def]
             "TESTING": True,
         }
     )
+    gunicorn_conf.post_worker_init(None)  # as each gunicorn worker does once the app is loaded
+    return app
 
 
 def api_key(app, name: str) -> str:  # type: ignore[no-untyped-def]
