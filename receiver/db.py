@@ -6,10 +6,10 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from flask import Flask, current_app, g
@@ -57,6 +57,9 @@ class Base(orm.DeclarativeBase):
     }
 
 
+T = TypeVar("T")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -96,6 +99,21 @@ def make_engine(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "FULL
 # be dead anyway, its first statement fails, the pool renews every connection, and ingest tries
 # once more (receiver.api.hooks, receiver.ingest).
 IDLE_PING_SECONDS = 2.0
+
+
+def first_read(session: orm.Session, read: Callable[[], T]) -> T:
+    """Run a request's first statement; once more should its pooled connection prove dead.
+
+    A connection the database dropped (a restart) fails on its first use; SQLAlchemy then renews
+    the pool, so the second try gets a live connection. Nothing was done yet, so nothing is lost.
+    """
+    try:
+        return read()
+    except sa.exc.DBAPIError as exc:
+        session.rollback()
+        if not exc.connection_invalidated:
+            raise
+    return read()
 
 
 def _ping_when_idle(engine: sa.Engine) -> None:

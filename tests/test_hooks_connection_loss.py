@@ -1,5 +1,6 @@
-"""A database connection lost under ingest (PostgreSQL restarted, or a backend killed) loses no
-webhook and costs no error answer: the pool renews its connections and ingest tries again.
+"""A database connection lost under ingest or the read API (PostgreSQL restarted, or a backend
+killed) loses no webhook and costs no error answer: the pool renews its connections and the
+request tries again.
 
 PostgreSQL only: a SQLite "connection" is a file handle in the process and cannot be dropped.
 """
@@ -97,3 +98,14 @@ def test_a_connection_lost_inside_the_ingest_transaction_is_tried_again(hooks, a
     (raw,) = raw_events(app)
     assert raw.state == RawState.processed
     assert row_counts(app)["messages"] == 1
+
+
+def test_the_read_api_survives_its_connections_being_killed(hooks, api, admin):
+    assert hooks.post(sms(id="api:1")).status_code == 200
+    assert api("/api/v1/messages/api:1").status_code == 200
+    assert kill_app_connections(admin) >= 1
+
+    response = api("/api/v1/messages/api:1")
+
+    assert response.status_code == 200
+    assert response.get_json()["id"] == "api:1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import request
 from flask_smorest import Blueprint
 
-from ..db import get_session
+from ..db import first_read, get_session
 from ..errors import Unauthorized
 from ..sources import api_key_valid
 
@@ -16,10 +16,10 @@ def require_api_key() -> None:
     """Refuse the request unless it carries a live API key as a Bearer token."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     session = get_session()
-    valid = scheme.lower() == "bearer" and api_key_valid(session, token.strip())
+    valid = scheme.lower() == "bearer" and first_read(session, lambda: api_key_valid(session, token.strip()))
     if request.method not in _READS:
         # A view that writes (a replay) runs transactions of its own. One that reads goes on in
-        # this one, on the same pooled connection: one checkout (and pre-ping) a request.
+        # this one, on the same pooled connection: one checkout a request.
         session.rollback()
     if not valid:
         raise Unauthorized("missing, invalid or revoked API key")

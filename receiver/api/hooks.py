@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import orm
 
 from .. import ingest, keys, metrics, recordings_queue
-from ..db import get_session, utcnow
+from ..db import first_read, get_session, utcnow
 from ..errors import error_response
 from ..models import Source
 from ..payloads import CREDENTIAL_PARAMS, URL_KINDS
@@ -80,17 +80,10 @@ def _source_named(session: orm.Session, name: str) -> Source | None:
     """The source, read in the transaction that ingest.receive continues and commits.
 
     Every other way out of the view ends that transaction (the session is closed, so rolled
-    back). A pooled connection that the database dropped (a restart) fails here, on its first
-    statement; the pool then renews its connections, and one more try gets a live one.
+    back).
     """
     statement = sa.select(Source).where(Source.name == name)
-    try:
-        return session.scalars(statement).one_or_none()
-    except sa.exc.DBAPIError as exc:
-        session.rollback()
-        if not exc.connection_invalidated:
-            raise
-    return session.scalars(statement).one_or_none()
+    return first_read(session, lambda: session.scalars(statement).one_or_none())
 
 
 def _presented_secret() -> str | None:
