@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -94,6 +95,11 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         raise RuntimeError(
             f"setting PROVIDER_TIMEZONE: unknown zone {settings['PROVIDER_TIMEZONE']!r}"
         ) from None
+    if settings["DOWNLOAD_CA_BUNDLE"]:
+        try:
+            ssl.create_default_context(cafile=settings["DOWNLOAD_CA_BUNDLE"])
+        except (OSError, ssl.SSLError) as exc:
+            raise RuntimeError(f"setting DOWNLOAD_CA_BUNDLE: not a readable PEM file of CAs: {exc}") from None
     settings["DATABASE_URL"] = normalise_database_url(settings["DATABASE_URL"])
     # werkzeug refuses a larger Content-Length (413); a chunked body it cuts one byte past the
     # limit, which the ingest view then refuses (413) instead of storing a truncated body.

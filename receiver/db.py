@@ -96,8 +96,9 @@ def make_engine(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "FULL
 
 # A pooled connection idle this long is checked before use: the database may have restarted or
 # dropped it meanwhile. One in steady use is not, which spares a round trip a request; should it
-# be dead anyway, its first statement fails, the pool renews every connection, and ingest tries
-# once more (receiver.api.hooks, receiver.ingest).
+# be dead anyway, its first statement fails, the pool renews every connection, and the request
+# tries once more (first_read: the webhook's source lookup, the API's key check, /readyz; the
+# ingest transaction in receiver.ingest).
 IDLE_PING_SECONDS = 2.0
 
 
@@ -129,8 +130,9 @@ def _ping_when_idle(engine: sa.Engine) -> None:
         try:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as exc:
-            # The pool drops this connection and checks out another.
-            raise sa.exc.DisconnectionError(str(exc)) from exc
+            # The database went away (a restart): every pooled connection is as dead as this
+            # one. The pool renews them all, then checks out a new one.
+            raise sa.exc.InvalidatePoolError(str(exc)) from exc
 
 
 def insert_for(session: orm.Session, table: sa.Table) -> Any:

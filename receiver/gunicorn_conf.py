@@ -11,7 +11,8 @@ bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 # process; one process a core uses the cores. Against 2*cores+1 sync workers it answered as many
 # requests a second on SQLite and up to twice as many on PostgreSQL, with fewer processes and
 # database connections, and keep-alive (which sync workers lack) saved ~15% of CPU a request.
-# Each thread holds at most one database connection (DB_POOL_SIZE >= WEB_THREADS).
+# Each thread holds one database connection (two during a CSV export, which streams on a
+# connection of its own): DB_POOL_SIZE >= WEB_THREADS, and the pool's overflow covers exports.
 worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
 workers = int(os.environ.get("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count())))
 threads = int(os.environ.get("WEB_THREADS", "4"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, jsonify
 
-from .db import get_db
+from .db import first_read, get_db, get_session
 from .migrate import current_and_head
 
 bp = Blueprint("health", __name__)
@@ -22,7 +22,7 @@ def readyz() -> tuple[Response, int]:
     engine = get_db().engine
     assert engine is not None
     try:
-        current, head = current_and_head(engine)
+        current, head = first_read(get_session(), lambda: current_and_head(engine))
     except Exception as exc:  # any failure to reach the database means not ready
         body = {
             "status": "ERROR",

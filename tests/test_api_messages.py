@@ -161,7 +161,7 @@ def test_status_filter_takes_every_canonical_status(app, api):
 
 
 def test_a_read_request_takes_one_pooled_connection(app, api, hooks):
-    """The key check and the view share one transaction: one checkout (and pre-ping) a request."""
+    """The key check and the view share one transaction: one checkout a request."""
     hooks.post(SMS_DLR)
     checkouts = []
 

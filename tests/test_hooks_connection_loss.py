@@ -7,6 +7,7 @@ PostgreSQL only: a SQLite "connection" is a file handle in the process and canno
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -57,15 +58,59 @@ def test_connections_killed_between_webhooks_in_steady_use(hooks, app, admin):
     assert row_counts(app)["message_events"] == 2
 
 
+def statement_errors(app: Flask) -> list[BaseException]:
+    """Every error a statement of the app's engine raises from now on."""
+    errors: list[BaseException] = []
+    sa.event.listen(
+        app.extensions["receiver.db"].engine,
+        "handle_error",
+        lambda context: errors.append(context.original_exception),
+    )
+    return errors
+
+
 def test_an_idle_connection_is_pinged_and_replaced(hooks, app, admin, monkeypatch):
+    """The ping finds the dead connection before any statement runs on it: no retry needed."""
     monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.0)
     assert hooks.post(sms(id="idle:1")).status_code == 200
     assert kill_app_connections(admin) >= 1
+    errors = statement_errors(app)
 
     response = hooks.post(sms(id="idle:2"))
 
     assert response.status_code == 200
+    assert errors == []
     assert row_counts(app)["messages"] == 2
+
+
+def test_a_failed_ping_renews_the_whole_pool(hooks, api, app, admin, monkeypatch):
+    """After a restart every pooled connection is dead, including those used too recently to
+    be pinged: the first failed ping renews them all. A CSV export (the key check's connection,
+    then one of its own) shows it."""
+    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 1.0)
+    assert hooks.post(sms(id="pool:1")).status_code == 200
+    engine = app.extensions["receiver.db"].engine
+    first, second = engine.connect(), engine.connect()
+    first.exec_driver_sql("SELECT 1")
+    second.exec_driver_sql("SELECT 1")
+    first.close()  # back in the pool first: checked out first, and pinged
+    time.sleep(1.2)
+    second.close()  # too recent to be pinged
+    assert kill_app_connections(admin) >= 2
+    errors = statement_errors(app)
+
+    response = api("/api/v1/messages?format=csv")
+
+    assert response.status_code == 200
+    assert "pool:1" in response.get_data(as_text=True)
+    assert errors == []
+
+
+def test_readiness_survives_the_connections_being_killed(client, admin):
+    assert client.get("/readyz").status_code == 200
+    assert kill_app_connections(admin) >= 1
+
+    assert client.get("/readyz").status_code == 200
 
 
 def test_a_connection_lost_inside_the_ingest_transaction_is_tried_again(hooks, app, admin):

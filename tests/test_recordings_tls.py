@@ -68,3 +68,16 @@ def test_a_certificate_from_an_untrusted_ca_is_refused(localhost_stub, tmp_path:
     with pytest.raises(Network, match="CERTIFICATE_VERIFY_FAILED|certificate"):
         fetcher(None).fetch(f"{localhost_stub.url}/audio/ok/call-3.mp3", tmp_path, max_bytes=10**7)
     assert localhost_stub.hits["/audio/ok/call-3.mp3"] == 0
+
+
+def test_a_ca_bundle_that_cannot_be_read_stops_the_start(settings, tmp_path: Path):
+    """A wrong DOWNLOAD_CA_BUNDLE is refused when the app starts, not found by each download."""
+    from receiver import create_app
+
+    settings["DOWNLOAD_CA_BUNDLE"] = str(tmp_path / "missing.pem")
+    with pytest.raises(RuntimeError, match="DOWNLOAD_CA_BUNDLE"):
+        create_app(settings)
+    (tmp_path / "garbage.pem").write_text("not a certificate\n")
+    settings["DOWNLOAD_CA_BUNDLE"] = str(tmp_path / "garbage.pem")
+    with pytest.raises(RuntimeError, match="DOWNLOAD_CA_BUNDLE"):
+        create_app(settings)

@@ -98,7 +98,7 @@ def _refuse(source: Source, message: str) -> tuple[Response, int]:
     source_id, name = source.id, source.name
     session = get_session()
     session.rollback()  # end the lookup's transaction; the counter has one of its own
-    count_auth_failure(session, source_id)
+    first_read(session, lambda: count_auth_failure(session, source_id))
     metrics.AUTH_FAILURES.labels(source=name).inc()
     return error_response(401, message)
 
