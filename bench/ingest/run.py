@@ -103,6 +103,12 @@ def machine() -> dict[str, Any]:
     try:
         with psycopg.connect(PG_ADMIN, connect_timeout=5) as conn:
             info["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+            for setting in ("shared_buffers", "autovacuum"):
+                info[f"postgresql_{setting}"] = conn.execute(f"SHOW {setting}").fetchone()[0]  # type: ignore[index]
+        if info["postgresql_autovacuum"] != "on":
+            # The tables of a run start empty; never analyzed, the planner may check a status
+            # event's foreign key by a full scan of a messages index, slower with every message.
+            log("warning: PostgreSQL runs with autovacuum off: figures will not be a default server's")
     except psycopg.Error as exc:
         info["postgresql"] = f"unreachable: {exc}"
     return info
@@ -527,7 +533,8 @@ def markdown(results: dict[str, Any]) -> str:
         f" {m.get('load_after', [float('nan')])[0]:.1f} after; Python {m['python']},"
         f" gunicorn {m['gunicorn']},"
         f" Flask {m['flask']}, SQLAlchemy {m['sqlalchemy']}, SQLite {m['sqlite']},"
-        f" PostgreSQL {m['postgresql']}; {m['wrk']}.",
+        f" PostgreSQL {m['postgresql']} (shared_buffers {m.get('postgresql_shared_buffers')},"
+        f" autovacuum {m.get('postgresql_autovacuum')}); {m['wrk']}.",
         f"Settings: {results['settings']}.",
         "",
         "| database | app | req/s | p50 ms | p99 ms | server CPU ms/req | receiver/app | DB check |",
