@@ -219,8 +219,10 @@ def _create_app() -> Flask:
 
     try:
         app = create_app()
-    except (RuntimeError, sa.exc.ArgumentError) as exc:  # a setting that cannot be used
+    except RuntimeError as exc:  # a setting that cannot be used
         raise click.ClickException(str(exc)) from None
+    except sa.exc.ArgumentError as exc:
+        raise click.ClickException(f"setting DATABASE_URL: {exc}") from None
     if not _schema_free(click.get_current_context(silent=True)):
         problem = migrate.schema_problem(app.extensions["receiver.db"].engine)
         if problem is not None:
@@ -242,7 +244,11 @@ for _command in [*commands(), openapi_cli]:
     cli.add_command(_command)
 
 
+def script_info() -> ScriptInfo:
+    """What a command's `with_appcontext` builds its app with (the app is built only when a command runs)."""
+    return ScriptInfo(create_app=_create_app, set_debug_flag=False, load_dotenv_defaults=False)
+
+
 def main() -> None:
     """Entry point of the `receiver` command."""
-    obj = ScriptInfo(create_app=_create_app, set_debug_flag=False, load_dotenv_defaults=False)
-    sys.exit(cli.main(obj=obj))
+    sys.exit(cli.main(obj=script_info()))
