@@ -1,4 +1,4 @@
-"""Service: download one recording, idempotently, before its URL expires (SPEC §5).
+"""Service: download one recording, idempotently, before its URL expires (within 2 hours by default).
 
 The row is the source of truth. A job claims it with one conditional UPDATE that takes a lease
 (`locked_until`, renewed while bytes flow) and bumps `attempts`, which then identifies the
