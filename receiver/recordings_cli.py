@@ -1,4 +1,5 @@
-"""`receiver worker`, `receiver recordings status`, `receiver recordings retry`: thin click wrappers."""
+"""`receiver worker`, `receiver recordings status`, `receiver recordings retry`: thin click wrappers
+(registered in receiver.cli, which also gives the app its queue)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 
 import click
 import sqlalchemy as sa
-from flask import Flask, current_app
+from flask import current_app
 from flask.cli import with_appcontext
 
 from . import recordings_sweep, tasks
@@ -113,10 +114,3 @@ def retry_command(recording_id: int | None, all_failed: bool) -> None:
             raise click.ClickException(f"recording {recording_id} not queued: {reason}")
     _jobs().enqueue(ids)
     click.echo(f"{plural(len(ids), 'recording')} queued again")
-
-
-def init_app(app: Flask) -> None:
-    """Give the app its queue and register these commands."""
-    tasks.init_app(app)
-    app.cli.add_command(worker_command)
-    app.cli.add_command(recordings_cli)

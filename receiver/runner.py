@@ -38,8 +38,8 @@ def start_notices(config: Mapping[str, Any], bind: str) -> list[str]:
     host = bind.rpartition(":")[0].strip("[]")
     if host in ("127.0.0.1", "localhost", "::1"):
         notices.append(
-            f"listening on {host} only: the provider reaches receiver through a TLS proxy on this "
-            "machine (or --bind 0.0.0.0:8000)"
+            f"listening on {host} only: the provider reaches it through a TLS proxy on this machine "
+            "(or --bind 0.0.0.0:8000 behind one elsewhere)"
         )
     with get_db().new_session() as session:
         if not sources.list_sources(session):
