@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 from alembic import context
 
 from receiver.config import load_settings
 from receiver.db import make_engine
+from receiver.migrate import sqlite_file
 from receiver.models import Base
 
 config = context.config
@@ -28,7 +31,11 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = make_engine(database_url())
+    url = database_url()
+    path = sqlite_file(url)
+    if path is not None:  # migrating is the only thing that creates a SQLite database and its folder
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    engine = make_engine(url)
     with engine.connect() as connection:
         _run(connection)
     engine.dispose()

@@ -6,11 +6,13 @@ import sys
 from datetime import timedelta
 
 import click
+import sqlalchemy as sa
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import ScriptInfo, with_appcontext
 
 from . import migrate, sources
 from .db import get_db
+from .wording import plural
 
 
 def _session():  # type: ignore[no-untyped-def]
@@ -82,7 +84,7 @@ def sources_rotate(name: str, grace_hours: float | None) -> None:
             creds = sources.rotate_source(session, name, grace=timedelta(hours=hours))
         except sources.SourceError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(f"source {name}: new secret; the old one works for {hours:g} more hours")
+    click.echo(f"source {name}: new secret; the old one works for {plural(hours, 'more hour')}")
     click.echo(creds.secret)
 
 
@@ -155,33 +157,98 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {revision}")
 
 
-def init_app(app: Flask) -> None:
+def commands() -> list[click.Command]:
+    """Every command of `receiver`, for the `receiver` group below and for `app.cli` (tests)."""
+    from .archive.cli import archive_cli
+    from .recordings_cli import recordings_cli, worker_command
+    from .replay import replay_command
     from .runner import run_command
 
-    for group in (sources_cli, apikeys_cli, db_cli, run_command):
-        app.cli.add_command(group)
-    from . import recordings_cli  # the queue, `receiver worker`, `receiver recordings`
+    return [
+        run_command,
+        db_cli,
+        sources_cli,
+        apikeys_cli,
+        worker_command,
+        recordings_cli,
+        replay_command,
+        archive_cli,
+    ]
 
-    recordings_cli.init_app(app)
-    from .replay import replay_command  # `receiver replay`
 
-    app.cli.add_command(replay_command)
-    from .archive.cli import archive_cli  # `receiver archive export|verify|prune|import`
+def init_app(app: Flask) -> None:
+    from . import tasks
 
-    app.cli.add_command(archive_cli)
+    tasks.init_app(app)  # the queue: recordings, the archive policy
+    for command in commands():
+        app.cli.add_command(command)
+
+
+@click.group("openapi", help="The query API's OpenAPI document (also served at /api/v1/openapi.json).")
+def openapi_cli() -> None:
+    pass
+
+
+def _openapi_commands() -> None:
+    from flask_smorest.spec import openapi_cli as smorest_openapi
+
+    for name in ("print", "write"):
+        openapi_cli.add_command(smorest_openapi.commands[name])
+
+
+_openapi_commands()
+
+
+def _schema_free(ctx: click.Context | None) -> bool:
+    """Whether the command runs whatever the database's state: it makes the schema, migrates
+    first, or never reads the database."""
+    from .archive.cli import verify_command
+    from .runner import run_command
+
+    free = {db_upgrade, run_command, verify_command, openapi_cli}
+    while ctx is not None:
+        if ctx.command in free:
+            return True
+        ctx = ctx.parent
+    return False
 
 
 def _create_app() -> Flask:
+    """The app of a `receiver` command, refused in one line while the database is not at head."""
     from . import create_app
 
-    return create_app()
+    try:
+        app = create_app()
+    except RuntimeError as exc:  # a setting that cannot be used
+        raise click.ClickException(str(exc)) from None
+    except sa.exc.ArgumentError as exc:
+        raise click.ClickException(f"setting DATABASE_URL: {exc}") from None
+    if not _schema_free(click.get_current_context(silent=True)):
+        problem = migrate.schema_problem(app.extensions["receiver.db"].engine)
+        if problem is not None:
+            raise click.ClickException(problem)
+    return app
 
 
-cli = FlaskGroup(
-    create_app=_create_app, add_default_commands=False, add_version_option=False, load_dotenv=False
+@click.group(
+    "receiver",
+    help="A self-hosted webhook receiver for the Mobtexting / BICS CPaaS platform. "
+    "Settings come from environment variables (and a .env file); see the README.",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+def cli() -> None:
+    pass
+
+
+for _command in [*commands(), openapi_cli]:
+    cli.add_command(_command)
+
+
+def script_info() -> ScriptInfo:
+    """What a command's `with_appcontext` builds its app with (the app is built only when a command runs)."""
+    return ScriptInfo(create_app=_create_app, set_debug_flag=False, load_dotenv_defaults=False)
 
 
 def main() -> None:
     """Entry point of the `receiver` command."""
-    sys.exit(cli.main())
+    sys.exit(cli.main(obj=script_info()))

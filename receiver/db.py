@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -78,12 +77,9 @@ def _sqlite_pragmas(synchronous: str) -> Any:
 
 def make_engine(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "FULL") -> sa.Engine:
     """Create an engine with the settings receiver relies on for each backend."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            directory = os.path.dirname(os.path.abspath(database))
-            os.makedirs(directory, exist_ok=True)
+    if sa.make_url(url).get_backend_name() == "sqlite":
+        # No folder or file is made here: an engine connects lazily, and only the migrations
+        # create a SQLite database (a command's first check finds a missing one without opening it).
         if sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise RuntimeError("SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         engine = sa.create_engine(url, connect_args={"timeout": 30})

@@ -1,4 +1,4 @@
-"""Adapter: fetch a recording URL to a local file, streamed, behind the SSRF guard of SPEC §5.
+"""Adapter: fetch a recording URL to a local file, streamed, behind an SSRF guard.
 
 The guard has two halves. Before each request (the first and every redirect) the URL must be
 https (http only with DOWNLOAD_ALLOW_HTTP) and its host must match DOWNLOAD_ALLOWED_HOSTS when

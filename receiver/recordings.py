@@ -1,4 +1,4 @@
-"""Service: download one recording, idempotently, before its URL expires (SPEC §5).
+"""Service: download one recording, idempotently, before its URL expires (within 2 hours by default).
 
 The row is the source of truth. A job claims it with one conditional UPDATE that takes a lease
 (`locked_until`, renewed while bytes flow) and bumps `attempts`, which then identifies the
@@ -29,6 +29,7 @@ from . import fetcher as fetch
 from .db import utcnow
 from .models import Call, Recording, RecordingState
 from .provider import ProviderAuthError, ProviderClient, ProviderError
+from .wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +264,7 @@ class Downloader:
         # The webhook URL's retries are bounded by its deadline, then the API is asked; only the
         # API's retries (and unexpected errors) count against RECORDING_MAX_ATTEMPTS.
         if deadline is None and claim.attempt >= self.policy.max_attempts:
-            return self._fail(claim, f"{reason} (gave up after {claim.attempt} attempts)")
+            return self._fail(claim, f"{reason} (gave up after {plural(claim.attempt, 'attempt')})")
         delay = backoff(claim.attempt, self.policy.retry_base, self.policy.retry_max)
         now = utcnow()
         when = now + timedelta(seconds=delay)

@@ -1,4 +1,5 @@
-"""`receiver worker`, `receiver recordings status`, `receiver recordings retry`: thin click wrappers."""
+"""`receiver worker`, `receiver recordings status`, `receiver recordings retry`: thin click wrappers
+(registered in receiver.cli, which also gives the app its queue)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import threading
 
 import click
 import sqlalchemy as sa
-from flask import Flask, current_app
+from flask import current_app
 from flask.cli import with_appcontext
 
 from . import recordings_sweep, tasks
 from .db import get_db, utcnow
 from .models import Recording, RecordingState
+from .wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +87,11 @@ def status_command(limit: int) -> None:
             f"oldest waiting since {oldest:%Y-%m-%d %H:%M:%S}Z ({(now - oldest).total_seconds():.0f} s)"
         )
     if expired:
-        click.echo(f"{expired} waiting past their URL's expiry (going through the recordings API)")
+        waiting_past = plural(expired, "recording")
+        click.echo(f"{waiting_past} waiting past the URL's expiry (going through the recordings API)")
     for row in failed:
-        click.echo(f"failed #{row.id} (call {row.call_id}, {row.attempts} attempts): {row.last_error}")
+        attempts = plural(row.attempts, "attempt")
+        click.echo(f"failed #{row.id} (call {row.call_id}, {attempts}): {row.last_error}")
 
 
 @recordings_cli.command("retry")
@@ -96,8 +100,10 @@ def status_command(limit: int) -> None:
 @with_appcontext
 def retry_command(recording_id: int | None, all_failed: bool) -> None:
     """Queue a recording (or every failed one) again, with a fresh count of attempts."""
-    if (recording_id is None) == (not all_failed):
-        raise click.UsageError("give a recording ID or --failed (not both)")
+    if recording_id is None and not all_failed:
+        raise click.UsageError("give a recording ID, or --failed to retry every failed recording")
+    if recording_id is not None and all_failed:
+        raise click.UsageError("give a recording ID or --failed, not both")
     with get_db().new_session() as session:
         ids = recordings_sweep.reset_for_retry(session, recording_id, all_failed)
         if recording_id is not None and not ids:
@@ -107,11 +113,4 @@ def retry_command(recording_id: int | None, all_failed: bool) -> None:
             reason = "already stored" if state == RecordingState.stored else "a job is working on it"
             raise click.ClickException(f"recording {recording_id} not queued: {reason}")
     _jobs().enqueue(ids)
-    click.echo(f"{len(ids)} recording(s) queued again")
-
-
-def init_app(app: Flask) -> None:
-    """Give the app its queue and register these commands."""
-    tasks.init_app(app)
-    app.cli.add_command(worker_command)
-    app.cli.add_command(recordings_cli)
+    click.echo(f"{plural(len(ids), 'recording')} queued again")

@@ -17,6 +17,7 @@ from sqlalchemy import orm
 from .db import utcnow
 from .models import Recording, RecordingState
 from .recordings import WAITING, Policy
+from .wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def sweep(session: orm.Session, policy: Policy, limit: int = 1000) -> list[int]:
             .returning(r.id)
         ).all()
     if ids:
-        log.info("sweep: %d recording(s) no job held, queued again", len(ids))
+        log.info("sweep: %s no job held, queued again", plural(len(ids), "recording"))
     return list(ids)
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import orm
 from . import ingest, metrics, recordings_queue
 from .db import get_db
 from .models import RawEvent, RawState
+from .wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +131,10 @@ def replay_command(states: tuple[str, ...], since: datetime | None, batch_size: 
     chosen = [RawState(state) for state in states] or list(REPLAYABLE)
 
     def progress(counts: Counter[str], at: int, upto: int) -> None:
-        click.echo(f"replay: {sum(counts.values())} events, up to id {at} of {upto}", err=True)
+        click.echo(f"replay: {plural(sum(counts.values()), 'event')}, up to id {at} of {upto}", err=True)
 
     counts = replay_backlog(
         get_db(), chosen, _utc(since), ingest.Settings.from_config(current_app.config), batch_size, progress
     )
     summary = ", ".join(f"{name} {counts[name]}" for name in sorted(counts)) or "nothing to replay"
-    click.echo(f"replayed {sum(counts.values())} raw events: {summary}")
+    click.echo(f"replayed {plural(sum(counts.values()), 'raw event')}: {summary}")

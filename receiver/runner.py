@@ -8,23 +8,49 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from . import migrate
+from . import migrate, sources
+from .db import get_db
+from .wording import duration
 
 
 def _processes(bind: str) -> dict[str, list[str]]:
-    bindir = Path(sys.executable).parent
     conf = Path(__file__).with_name("gunicorn_conf.py")
+    # Through this interpreter (`-m`), not scripts beside it: `pip install --user` puts scripts
+    # elsewhere. The factory rather than wsgi.py, so that `receiver run` works from any folder.
+    python = sys.executable
     return {
-        # The factory rather than wsgi.py, so that `receiver run` works from any folder.
-        "web": [str(bindir / "gunicorn"), "--config", str(conf), "--bind", bind, "receiver:create_app()"],
-        "worker": [str(bindir / "receiver"), "worker"],
+        "web": [python, "-m", "gunicorn", "--config", str(conf), "--bind", bind, "receiver:create_app()"],
+        "worker": [python, "-m", "receiver", "worker"],
     }
+
+
+def start_notices(config: Mapping[str, Any], bind: str) -> list[str]:
+    """What a new user must know when the service starts, one line each."""
+    notices = [f"web on http://{bind}, worker started (Ctrl-C stops both)"]
+    host = bind.rpartition(":")[0].strip("[]")
+    if host in ("127.0.0.1", "localhost", "::1"):
+        notices.append(
+            f"listening on {host} only: the provider reaches it through a TLS proxy on this machine "
+            "(or --bind 0.0.0.0:8000 behind one elsewhere)"
+        )
+    with get_db().new_session() as session:
+        if not sources.list_sources(session):
+            notices.append("no sources yet: `receiver sources add NAME` prints a callback URL and its secret")
+    if not config.get("PROVIDER_ACCESS_TOKEN"):
+        ttl = duration(config["RECORDING_URL_TTL"])
+        notices.append(
+            "PROVIDER_ACCESS_TOKEN is not set: a recording not downloaded before its URL expires "
+            f"({ttl} after the call) cannot be fetched again"
+        )
+    return notices
 
 
 @click.command("run")
@@ -41,7 +67,8 @@ def run_command(bind: str) -> None:
     metrics_dir.mkdir(parents=True)
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve())}
     children = {name: subprocess.Popen(argv, env=env) for name, argv in _processes(bind).items()}
-    click.echo(f"receiver: web on http://{bind}, worker started (Ctrl-C stops both)")
+    for notice in start_notices(config, bind):
+        click.echo(f"receiver: {notice}")
 
     def stop(*_: object) -> None:
         for child in children.values():

@@ -1,4 +1,4 @@
-"""Canonical statuses (SPEC §4) and which report becomes a message's current status."""
+"""Canonical statuses and which report becomes a message's current status."""
 
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from huey import Huey, RedisHuey, SqliteHuey  # type: ignore[import-untyped]
+from huey import Huey, RedisHuey  # type: ignore[import-untyped]
+from huey.storage import SqliteStorage  # type: ignore[import-untyped]
 
 from . import recordings, recordings_sweep
 from .db import Database
@@ -27,14 +28,30 @@ from .provider import make_client, make_limiter
 log = logging.getLogger(__name__)
 
 
+class LazySqliteStorage(SqliteStorage):  # type: ignore[misc]
+    """Huey's SQLite queue, whose folder, file and tables are made on first use, not when the app
+    is built: a command that never queues anything leaves no file behind."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, create_tables=False, **kwargs)
+
+    def _create_connection(self) -> Any:
+        Path(self.filename).parent.mkdir(parents=True, exist_ok=True)
+        connection = super()._create_connection()
+        for statement in self.ddl:  # idempotent (`if not exists`); huey runs them at start otherwise
+            connection.execute(statement)
+        return connection
+
+
 def make_huey(config: Mapping[str, Any]) -> Huey:
     """Redis when REDIS_URL is set, else SQLite under VAR_DIR."""
     if config.get("REDIS_URL"):
         return RedisHuey(name=config["REDIS_PREFIX"], url=config["REDIS_URL"], results=False)
-    var = Path(config["VAR_DIR"])
-    var.mkdir(parents=True, exist_ok=True)
     # No fsync: the queue only hints which rows to look at; a job lost in a power cut is found by the sweep.
-    return SqliteHuey(name="receiver", filename=str(var / "huey.db"), results=False, fsync=False)
+    filename = str(Path(config["VAR_DIR"]) / "huey.db")
+    return Huey(
+        name="receiver", storage_class=LazySqliteStorage, filename=filename, results=False, fsync=False
+    )
 
 
 class Jobs:

@@ -111,7 +111,7 @@ def test_replay_command_works_through_a_backlog_in_batches_and_twice(app, runner
     assert (states[broken], states[done]) == (RawState.quarantined, RawState.processed)
     again = runner.invoke(args=["replay"])
     assert again.exit_code == 0, again.output
-    assert "replayed 1 raw events: quarantined 1" in again.output
+    assert "replayed 1 raw event: quarantined 1" in again.output
     assert (_count(app, Message), _count(app, MessageEvent)) == (23, 23)
 
 
@@ -123,7 +123,7 @@ def test_replay_command_state_and_since(app, runner):
     )
     result = runner.invoke(args=["replay", "--state", "pending", "--since", "2026-01-02"])
     assert result.exit_code == 0, result.output
-    assert "replayed 1 raw events: stored 1" in result.output
+    assert "replayed 1 raw event: stored 1" in result.output
     with app.extensions["receiver.db"].new_session() as session:
         assert session.get(RawEvent, old).state == RawState.pending
         assert session.get(RawEvent, new).state == RawState.processed

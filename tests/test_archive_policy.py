@@ -77,6 +77,7 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 
 
+@pytest.mark.slow  # a `receiver archive export` process
 def test_a_write_failure_leaves_no_archive_and_the_database_untouched(app, seeded, settings, tmp_path):
     engine = app.extensions["receiver.db"].engine
     with engine.begin() as conn:  # one incompressible body, so a day file outgrows the limit

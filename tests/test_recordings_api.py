@@ -77,18 +77,22 @@ def test_status_and_retry_commands(app, hooks, runner, stub):
     result = runner.invoke(args=["recordings", "retry", str(good)])
     assert result.exit_code != 0 and "already stored" in result.output
     result = runner.invoke(args=["recordings", "retry"])
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # a usage error that says what to give
+    assert "give a recording ID, or --failed to retry every failed recording" in result.output
+    assert "not both" not in result.output
+    both = runner.invoke(args=["recordings", "retry", str(bad), "--failed"])
+    assert both.exit_code == 2 and "give a recording ID or --failed, not both" in both.output
 
     queued_before = get_jobs(app).huey.pending_count()
     result = runner.invoke(args=["recordings", "retry", "--failed"])
-    assert result.exit_code == 0 and "1 recording(s) queued again" in result.output
+    assert result.exit_code == 0 and "1 recording queued again" in result.output
     assert state_of(app, bad) == RecordingState.pending
     assert get_jobs(app).huey.pending_count() == queued_before + 1
     with app.extensions["receiver.db"].new_session() as session:
         assert session.get_one(Recording, bad).attempts == 0
 
     result = runner.invoke(args=["recordings", "retry", str(waiting)])
-    assert result.exit_code == 0 and "1 recording(s) queued again" in result.output
+    assert result.exit_code == 0 and "1 recording queued again" in result.output
 
 
 def test_the_queue_depth_is_in_the_metrics(app, hooks, client, stub):

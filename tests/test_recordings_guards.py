@@ -155,6 +155,7 @@ def redis_prefix() -> Iterator[str]:
         client.delete(key)
 
 
+@pytest.mark.redis
 def test_the_redis_limiter_is_shared_and_honours_blocks(redis_prefix):
     first = RedisLimiter(REDIS_URL, redis_prefix, 3)
     second = RedisLimiter(REDIS_URL, redis_prefix, 3)

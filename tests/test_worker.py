@@ -44,7 +44,7 @@ def stub() -> Iterator[ProviderStub]:
         yield server
 
 
-@pytest.fixture(params=["sqlite-queue", "redis-queue"])
+@pytest.fixture(params=["sqlite-queue", pytest.param("redis-queue", marks=pytest.mark.redis)])
 def queue(request: pytest.FixtureRequest, settings: dict[str, Any]) -> Iterator[str]:
     """The queue the app and its workers share: SQLite under the test's VAR_DIR, or Redis."""
     if request.param == "sqlite-queue":

@@ -1,5 +1,5 @@
 """Compliance archives: export, verify, prune and import what receiver stored, beyond the
-provider's 60-day retention (SPEC §7). Services here take an engine and a destination; the
+provider's 60-day retention. Services here take an engine and a destination; the
 `receiver archive` commands and the worker's policy are thin wrappers over them."""
 
 from __future__ import annotations

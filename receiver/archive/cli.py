@@ -13,6 +13,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from ..db import get_db
+from ..wording import plural
 from .destination import destination, locate
 from .export import export_archive
 from .format import ArchiveError, ArchiveInvalid, parse_before
@@ -48,7 +49,11 @@ def _counts(counts: Any) -> str:
     return ", ".join(f"{table} {count}" for table, count in sorted(counts.items()) if count) or "no rows"
 
 
-@click.group("archive", help="Compliance archives: export, verify, prune, import (SPEC §7).")
+def _size(files: int, size: int) -> str:
+    return f"{plural(files, 'file')}, {plural(size, 'byte')}"
+
+
+@click.group("archive", help="Compliance archives: export, verify, prune, import, and the daily policy.")
 def archive_cli() -> None:
     pass
 
@@ -70,9 +75,7 @@ def export_command(before: str, out: str | None) -> None:
             progress=_progress(),
         )
     state = "already exported, identical" if result.already_existed else "exported"
-    click.echo(
-        f"{result.where}: {state}: {_counts(result.counts)}; {result.files} files, {result.bytes} bytes"
-    )
+    click.echo(f"{result.where}: {state}: {_counts(result.counts)}; {_size(result.files, result.bytes)}")
     click.echo(f"manifest SHA-256 {result.manifest_sha256}")
 
 
@@ -86,9 +89,7 @@ def verify_command(where: str | None) -> None:
         dest, names = locate(where or config["ARCHIVE_DIR"], config)
         results = verify_all(dest, names, progress=_progress())
     for result in results:
-        click.echo(
-            f"{result.where}: OK: {_counts(result.counts)}; {result.files} files, {result.bytes} bytes"
-        )
+        click.echo(f"{result.where}: OK: {_counts(result.counts)}; {_size(result.files, result.bytes)}")
 
 
 @archive_cli.command("prune")
@@ -106,7 +107,7 @@ def prune_command(before: str, source: str | None, batch: int) -> None:
     if result.changed:
         click.echo(f"kept, changed since the export (they go in the next archive): {_counts(result.changed)}")
     if result.referenced:
-        click.echo(f"kept {result.referenced} raw events still referred to by newer rows")
+        click.echo(f"kept {plural(result.referenced, 'raw event')} still referred to by newer rows")
     if result.gone:
         click.echo(f"already gone: {_counts(result.gone)}")
 

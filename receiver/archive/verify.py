@@ -12,6 +12,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+from ..wording import plural
 from .destination import CHUNK, Destination
 from .format import CALLS, KINDS_BY_NAME, MANIFEST, RECORDINGS, ArchiveError, ArchiveInvalid, Kind
 from .manifest import Manifest, manifest_hash
@@ -97,7 +98,8 @@ def _check_file(
                     check.line(raw)
                 size = counting.size
                 if check.rows != entry.get("rows"):
-                    problems.append(f"{path}: {check.rows} rows, the manifest says {entry.get('rows')}")
+                    rows = plural(check.rows, "row")
+                    problems.append(f"{path}: {rows}, the manifest says {entry.get('rows')}")
             elif kind_name == RECORDINGS:
                 while chunk := stream.read(CHUNK):
                     digest.update(chunk)
@@ -109,7 +111,7 @@ def _check_file(
     except (ValueError, EOFError, zlib.error) as exc:
         return [f"{path}: corrupted ({exc})"]
     if size != entry.get("bytes"):
-        problems.append(f"{path}: {size} bytes, the manifest says {entry.get('bytes')}")
+        problems.append(f"{path}: {plural(size, 'byte')}, the manifest says {entry.get('bytes')}")
     if digest.hexdigest() != entry.get("sha256"):
         problems.append(
             f"{path}: SHA-256 {digest.hexdigest()} differs from the manifest's {entry.get('sha256')}"
@@ -154,7 +156,7 @@ def verify_archive(dest: Destination, name: str, *, progress: bool = False) -> V
         for table, count in sorted(manifest.counts.items()):
             if counts.get(table, 0) != count:
                 problems.append(
-                    f"{table}: {counts.get(table, 0)} rows in the files, the manifest says {count}"
+                    f"{table}: {plural(counts.get(table, 0), 'row')} in the files, the manifest says {count}"
                 )
     stored = {path.rpartition("/")[2] for path in manifest.files if path.startswith(RECORDINGS + "/")}
     problems += [
