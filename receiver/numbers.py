@@ -34,6 +34,12 @@ def parse_country_code(value: str) -> str:
     return code
 
 
+def is_number(value: Any) -> bool:
+    """Whether a value is written as a phone number: digits (at most E.164's 15, after any `+` or
+    `00`) and the punctuation people write numbers with, no letters."""
+    return value is not None and _number(str(value).strip(), DEFAULT_COUNTRY_CODE) is not None
+
+
 def canonical(value: Any, country_code: str = DEFAULT_COUNTRY_CODE) -> str | None:
     """The form a number is matched in; None for no value.
 
@@ -50,8 +56,14 @@ def canonical(value: Any, country_code: str = DEFAULT_COUNTRY_CODE) -> str | Non
     text = str(value).strip()
     if not text:
         return None
+    number = _number(text, country_code)
+    return text if number is None else number
+
+
+def _number(text: str, country_code: str) -> str | None:
+    """The canonical digits of a written phone number, or None if `text` is not one."""
     if not _PHONE.fullmatch(text):
-        return text
+        return None
     digits = _NOT_DIGIT.sub("", text)
     if text.startswith("+"):
         number = digits
@@ -64,5 +76,5 @@ def canonical(value: Any, country_code: str = DEFAULT_COUNTRY_CODE) -> str | Non
     else:
         number = digits
     if not number or len(number) > E164_MAX_DIGITS:
-        return text
+        return None
     return number
