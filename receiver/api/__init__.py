@@ -27,7 +27,12 @@ def register_blueprints(app: Flask) -> None:
     docs.init_docs(app)
     api = ReceiverApi(app)
     api.spec.components.security_scheme(
-        "bearer", {"type": "http", "scheme": "bearer", "description": "a read API key"}
+        "bearer",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "an API key: any key reads; replaying an event needs one of scope operate",
+        },
     )
     api.register_blueprint(messages.blp, url_prefix="/api/v1/messages")
     api.register_blueprint(inbound.blp, url_prefix="/api/v1/inbound")

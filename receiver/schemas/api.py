@@ -148,6 +148,10 @@ class EventSchema(ApiSchema):
     kinds = fields.List(fields.String(allow_none=True), dump_only=True, allow_none=True)
     errors = fields.Dict(dump_only=True, allow_none=True)
     processed_at = UTCDateTime(dump_only=True, allow_none=True)
+    replays = fields.Integer(dump_only=True, metadata={"description": "How many times it was replayed."})
+    replayed_at = UTCDateTime(
+        dump_only=True, allow_none=True, metadata={"description": "When it was last replayed."}
+    )
 
 
 class EventDetailSchema(EventSchema):
@@ -173,10 +177,20 @@ def _utf8(body: bytes) -> str | None:
 
 
 class ReplaySchema(ApiSchema):
-    """How a replay went: the answer ingest would give now, and the event afterwards."""
+    """How a replay went: the webhook's answer to the event now (its HTTP code is the answer's),
+    and the raw event afterwards."""
 
-    code = fields.Integer(dump_only=True)
-    message = fields.String(dump_only=True)
+    status = fields.String(dump_only=True, metadata={"description": "`OK`, or `ERROR` (422)."})
+    code = fields.Integer(dump_only=True, metadata={"description": "200, 202 or 422: the HTTP code."})
+    message = fields.String(
+        dump_only=True, metadata={"description": "stored, duplicate, accepted or validation failed"}
+    )
+    events = fields.List(
+        fields.Raw(),
+        dump_only=True,
+        metadata={"description": "200 and 202: the ids of what it stored (as the webhook answers)."},
+    )
+    errors = fields.Dict(dump_only=True, metadata={"description": "422: what is wrong, field by field."})
     event = fields.Nested(EventSchema, dump_only=True)
 
 
