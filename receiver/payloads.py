@@ -182,16 +182,26 @@ def _kind_for_url(
     if url_kind == "unsubscription":
         return "unsubscription", event_channel
     # whatsapp, rcs, viber: the envelope says which, else a status has a status and no message
-    if event_kind in ("channel-status", "inbound", "unsubscription"):
+    if event_kind in ("channel-status", "inbound", "unsubscription", "contact"):
         return event_kind, url_kind
     # An opt-out has a `status` too ("Unsubscriber created successfully"), but a receiver and a type.
     if "receiver" in fields and ("status" not in fields or fields.keys() & {"type", "value"}):
         return "unsubscription", url_kind
+    if _is_contact(fields):
+        return "contact", None
     if fields.get("status") not in (None, "") and not any(
         key in fields for key in ("message", "text", "recipient")
     ):
         return "channel-status", url_kind
     return "inbound", url_kind
+
+
+def _is_contact(item: dict[str, Any]) -> bool:
+    """A contact object: a contact's status text, or an identity with a contact's fields."""
+    keys = {key for key, value in item.items() if value not in (None, "")}
+    return bool(
+        _CONTACT_STATUS.match(str(item.get("status", ""))) or ("identity" in keys and keys & _CONTACT_KEYS)
+    )
 
 
 def _kind_of_flat(item: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -202,7 +212,7 @@ def _kind_of_flat(item: dict[str, Any]) -> tuple[str | None, str | None]:
         return "voice", "voice"
     if "receiver" in keys and keys & {"type", "value"}:
         return "unsubscription", None
-    if _CONTACT_STATUS.match(str(item.get("status", ""))) or ("identity" in keys and keys & _CONTACT_KEYS):
+    if _is_contact(item):
         return "contact", None
     channel = str(item.get("channel", "")).lower()
     if channel in CHANNELS and "id" in keys and "status" in keys:

@@ -202,7 +202,6 @@ class Seeder:
                 },
             )
 
-
     def contact(self, key: str, at: datetime) -> None:
         with self.engine.begin() as conn:
             raw_id = self.raw(conn, at)

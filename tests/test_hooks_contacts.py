@@ -65,6 +65,16 @@ def test_create_then_update_are_two_events_and_a_retry_is_a_duplicate(hooks, app
     assert [created.contact_id, updated.contact_id] == ["86", "86"]
 
 
+@pytest.mark.parametrize(
+    "payload", [CONTACT_CREATED, {"event": "contacts:subscriber:subscription", "payload": CONTACT_UPDATED}]
+)
+def test_contact_event_posted_to_a_channel_url_is_a_contact_event(hooks, app, payload):
+    response = hooks.post(dict(payload), path="/hooks/portal/whatsapp")
+    assert response.status_code == 200, response.get_json()
+    assert len(rows(app, ContactEvent)) == 1
+    assert rows(app, Message) == []
+
+
 def test_contact_naming_no_one_is_quarantined(hooks, app):
     response = hooks.post({"event": "contacts:subscriber:subscription", "payload": {"first_name": "A"}})
     assert response.status_code == 422
