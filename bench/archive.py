@@ -118,6 +118,7 @@ def load(engine: sa.Engine, messages: int, events: int, batch: int = 5000) -> in
                     "source": "portal",
                     "channel": "sms",
                     "mobile": "9189212690" + message_id[-2:],
+                    "mobile_canonical": "9189212690" + message_id[-2:],  # already with country code
                     "sender": "MOBTXT",
                     "custom": "order-" + message_id[:8],
                     "custom1": "campaign-3344",
@@ -191,10 +192,11 @@ def load_sqlite(path: Path, messages: int, events: int) -> int:
             '["sms-status"]', 'null', {at}
         FROM n, k WHERE j < :e""",
         f"""{NUMBERS}
-        INSERT INTO messages (id, source, channel, mobile, sender, custom, custom1, credits, units,
-            operator, region, country, submitted_at, sent_at, delivered_at, status, provider_status,
-            status_at, created_at, updated_at)
-        SELECT {MESSAGE_ID}, 'portal', 'sms', printf('91892126%04d', i % 10000), 'MOBTXT',
+        INSERT INTO messages (id, source, channel, mobile, mobile_canonical, sender, custom, custom1,
+            credits, units, operator, region, country, submitted_at, sent_at, delivered_at, status,
+            provider_status, status_at, created_at, updated_at)
+        SELECT {MESSAGE_ID}, 'portal', 'sms', printf('91892126%04d', i % 10000),
+            printf('91892126%04d', i % 10000), 'MOBTXT',
             printf('order-%08x', i), 'campaign-3344', 2.0, 2, 'Jio', 'Bangalore', 'India',
             {_ts("0")}, {_ts("0")}, {_ts("60")}, 'delivered', 'DELIVRD', {_ts("60")}, {_ts("0")},
             {_ts("60")}

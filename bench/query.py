@@ -79,11 +79,13 @@ def _pg_load(connection: sa.Connection, n: int) -> None:
     pick = "mod(hashtext(i::text) & 2147483647, 100)"
     connection.exec_driver_sql(
         f"""
-        INSERT INTO messages (id, source, channel, mobile, sender, service, custom, custom1, cid, credits,
-            units, operator, operator_code, region, region_code, country, country_code, submitted_at,
-            sent_at, delivered_at, status, provider_status, status_at, created_at, updated_at)
+        INSERT INTO messages (id, source, channel, mobile, mobile_canonical, sender, service, custom,
+            custom1, cid, credits, units, operator, operator_code, region, region_code, country,
+            country_code, submitted_at, sent_at, delivered_at, status, provider_status, status_at,
+            created_at, updated_at)
         SELECT md5(i::text)::uuid::text || ':1', 'portal',
             CASE mod(i, 20) WHEN 0 THEN 'whatsapp' WHEN 1 THEN 'rcs' ELSE 'sms' END,
+            '91' || lpad(mod(hashtext('m' || i) & 2147483647, {numbers})::text, 10, '0'),
             '91' || lpad(mod(hashtext('m' || i) & 2147483647, {numbers})::text, 10, '0'),
             'MOBTXT', 'T', 'order-' || mod(i, {max(n // 2, 1)}), 'campaign-3344', '1234444' || mod(i, 1000),
             2.0000, 2, 'Jio', 'RJ', 'Bangalore', 'KA', 'India', 'in',
@@ -147,7 +149,8 @@ def _sqlite_load(connection: sa.Connection, n: int) -> None:
                 "id": message_id,
                 "source": "portal",
                 "channel": "whatsapp" if i % 20 == 0 else "rcs" if i % 20 == 1 else "sms",
-                "mobile": f"91{rng.randrange(numbers):010d}",
+                "mobile": (mobile := f"91{rng.randrange(numbers):010d}"),
+                "mobile_canonical": mobile,  # 12 digits: already with the country code
                 "sender": "MOBTXT",
                 "service": "T",
                 "custom": f"order-{i % max(n // 2, 1)}",

@@ -12,6 +12,7 @@ from flask.cli import ScriptInfo, with_appcontext
 
 from . import migrate, sources
 from .db import get_db
+from .models import ApiScope
 from .wording import plural
 
 
@@ -101,22 +102,29 @@ def sources_remove(name: str) -> None:
     click.echo(f"source {name} removed; what it delivered is kept")
 
 
-@click.group("apikeys", help="Read API keys.")
+@click.group("apikeys", help="Keys of the query API: `read` keys read; `operate` keys also replay and retry.")
 def apikeys_cli() -> None:
     pass
 
 
 @apikeys_cli.command("create")
 @click.argument("name")
+@click.option(
+    "--scope",
+    type=click.Choice([scope.value for scope in ApiScope]),
+    default=ApiScope.read.value,
+    show_default=True,
+    help="read: the query API only; operate: also replay events and retry recordings.",
+)
 @with_appcontext
-def apikeys_create(name: str) -> None:
-    """Create a read API key and print it (once)."""
+def apikeys_create(name: str, scope: str) -> None:
+    """Create an API key and print it (once), alone on the last line."""
     with _session() as session:
         try:
-            key = sources.create_api_key(session, name)
+            key = sources.create_api_key(session, name, ApiScope(scope))
         except sources.SourceError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(f"API key {name} created (shown once; send it as Authorization: Bearer):")
+    click.echo(f"API key {name} created, scope {scope} (shown once; send it as Authorization: Bearer):")
     click.echo(key)
 
 
@@ -124,7 +132,7 @@ def apikeys_create(name: str) -> None:
 @click.argument("name")
 @with_appcontext
 def apikeys_revoke(name: str) -> None:
-    """Revoke a read API key."""
+    """Revoke the active API key of that name (its name can then be given to a new key)."""
     with _session() as session:
         try:
             sources.revoke_api_key(session, name)
@@ -140,7 +148,7 @@ def apikeys_list() -> None:
     with _session() as session:
         for key in sources.list_api_keys(session):
             state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}Z" if key.revoked_at else "active"
-            click.echo(f"{key.name}\tcreated {key.created_at:%Y-%m-%d %H:%M}Z\t{state}")
+            click.echo(f"{key.name}\t{key.scope}\tcreated {key.created_at:%Y-%m-%d %H:%M}Z\t{state}")
 
 
 @click.group("db", help="The database schema.")

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import load_dotenv
 
+from .numbers import DEFAULT_COUNTRY_CODE, parse_country_code
+
 
 def _bool(value: str) -> bool:
     if value.strip().lower() in {"1", "true", "yes", "on"}:
@@ -33,6 +35,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "PROVIDER_BASE_URL": ("https://portal.mobtexting.com/api/v2/", str),
     "PROVIDER_ACCESS_TOKEN": (None, str),
     "PROVIDER_TIMEZONE": ("Asia/Kolkata", str),
+    "DEFAULT_COUNTRY_CODE": (DEFAULT_COUNTRY_CODE, parse_country_code),
     "PROVIDER_RATE_LIMIT": (1000, int),
     "MAX_BODY_BYTES": (1048576, int),
     "DOWNLOAD_ALLOWED_HOSTS": ([], _hosts),
@@ -75,20 +78,29 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def _from_environment(name: str) -> Any:
+    default, parse = SETTINGS[name]
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise RuntimeError(f"setting {name}: {exc}") from None
+
+
+def load_setting(name: str) -> Any:
+    """One setting from the environment (and `.env`), for code that runs without the app (migrations)."""
+    load_dotenv(os.environ.get("RECEIVER_ENV_FILE", ".env"), override=False)
+    return _from_environment(name)
+
+
 def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Return defaults, overridden by the environment, overridden by `overrides`."""
     load_dotenv(os.environ.get("RECEIVER_ENV_FILE", ".env"), override=False)
-    settings: dict[str, Any] = {}
-    for name, (default, parse) in SETTINGS.items():
-        raw = os.environ.get(name)
-        if raw is None or raw == "":
-            settings[name] = default
-        else:
-            try:
-                settings[name] = parse(raw)
-            except ValueError as exc:
-                raise RuntimeError(f"setting {name}: {exc}") from None
+    settings = {name: _from_environment(name) for name in SETTINGS}
     settings.update(overrides or {})
+    settings["DEFAULT_COUNTRY_CODE"] = parse_country_code(str(settings["DEFAULT_COUNTRY_CODE"]))
     try:
         ZoneInfo(settings["PROVIDER_TIMEZONE"])
     except (ZoneInfoNotFoundError, ValueError):

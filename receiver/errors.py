@@ -25,6 +25,10 @@ class Unauthorized(ReceiverError):
     status_code = 401
 
 
+class Forbidden(ReceiverError):
+    status_code = 403
+
+
 class NotFound(ReceiverError):
     status_code = 404
 

@@ -60,6 +60,18 @@ class Outcome:
         """The metric label: stored, duplicate, accepted or quarantined."""
         return {202: "accepted", 422: "quarantined"}.get(self.code, self.message)
 
+    def answer(self) -> dict[str, Any]:
+        """The webhook's answer, in the provider's `{status, code, message}` shape (HTTP `code`)."""
+        if self.code == 422:
+            return {
+                "status": "ERROR",
+                "code": self.code,
+                "message": self.message,
+                "errors": self.errors or {},
+                "event": self.raw_event_id,
+            }
+        return {"status": "OK", "code": self.code, "message": self.message, "events": self.events}
+
 
 def fingerprint(method: str, kind_hint: str | None, query_string: str, body: bytes) -> str:
     digest = hashlib.sha256()
@@ -172,7 +184,8 @@ def reprocess(session: orm.Session, raw_id: int, settings: Settings) -> Outcome:
     """Parse a stored pending or quarantined request again (after a fix) and store what it says.
 
     Safe to run twice, and twice at once: the row lock orders concurrent replays and the second
-    finds the event processed. If storing fails again, nothing changes and the answer is 202.
+    finds the event processed. If storing fails again, nothing changes but the event's replay
+    count, and the answer is 202.
     """
     try:
         with session.begin():
@@ -182,6 +195,7 @@ def reprocess(session: orm.Session, raw_id: int, settings: Settings) -> Outcome:
             if raw.state not in (RawState.pending, RawState.quarantined):
                 # Processed already, by a replay that held the lock before this one.
                 return Outcome(200, "duplicate", raw.id, kinds=list(raw.kinds or []))
+            raw.replays, raw.replayed_at = raw.replays + 1, utcnow()
             try:
                 events = payloads.load(
                     payloads.decode(payloads.content_type_of(raw.headers), raw.query_string, raw.body),
@@ -196,6 +210,12 @@ def reprocess(session: orm.Session, raw_id: int, settings: Settings) -> Outcome:
         raise
     except Exception:
         log.exception("replay of raw event %s failed; it stays as it was", raw_id)
+        with session.begin():
+            session.execute(
+                sa.update(RawEvent)
+                .where(RawEvent.id == raw_id)
+                .values(replays=RawEvent.replays + 1, replayed_at=utcnow())
+            )
         return Outcome(202, "accepted", raw_id)
 
 

@@ -62,6 +62,11 @@ class RecordingState(enum.StrEnum):
     failed = "failed"
 
 
+class ApiScope(enum.StrEnum):
+    read = "read"  # the read API only
+    operate = "operate"  # also the writing routes: replay events, retry recordings
+
+
 class Source(Base):
     """A webhook registered in the provider's portal."""
 
@@ -81,14 +86,25 @@ class Source(Base):
 
 
 class ApiKey(Base):
-    """A read key for the query API."""
+    """A key for the query API; its scope says whether it may also replay and retry."""
 
     __tablename__ = "api_keys"
+    __table_args__ = (
+        # One active key per name; a revoked key keeps its row (and name), so the name can be reused.
+        sa.Index(
+            "uq_api_keys_name_active",
+            "name",
+            unique=True,
+            sqlite_where=sa.text("revoked_at IS NULL"),
+            postgresql_where=sa.text("revoked_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[name64] = mapped_column(unique=True)
+    name: Mapped[name64]
     key_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
     key_digest: Mapped[str] = mapped_column(sa.String(200))
+    scope: Mapped[ApiScope] = mapped_column(_enum(ApiScope), default=ApiScope.read, server_default="read")
     created_at: Mapped[created]
     revoked_at: Mapped[datetime | None]
 
@@ -121,6 +137,9 @@ class RawEvent(Base):
     kinds: Mapped[list[Any] | None]
     errors: Mapped[dict[str, Any] | None]
     processed_at: Mapped[datetime | None]
+    # How many times it was replayed (by the API or `receiver replay`), and the latest time.
+    replays: Mapped[int] = mapped_column(default=0, server_default="0")
+    replayed_at: Mapped[datetime | None]
 
 
 class Message(Base):
@@ -130,14 +149,17 @@ class Message(Base):
     __table_args__ = (
         sa.Index("ix_messages_created_at_id", "created_at", "id"),
         # With `id` last, a keyset page (created_at, id) < cursor is one backward index range scan.
-        sa.Index("ix_messages_mobile_created_at_id", "mobile", "created_at", "id"),
+        sa.Index("ix_messages_mobile_canonical_created_at_id", "mobile_canonical", "created_at", "id"),
         sa.Index("ix_messages_status_created_at_id", "status", "created_at", "id"),
+        sa.Index("ix_messages_provider_status_created_at_id", "provider_status", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     source: Mapped[name64]
     channel: Mapped[str] = mapped_column(sa.String(32))
     mobile: Mapped[str | None] = mapped_column(sa.String(255))
+    # receiver.numbers.canonical(mobile): what the `mobile` filter matches.
+    mobile_canonical: Mapped[str | None] = mapped_column(sa.String(255))
     sender: Mapped[str | None] = mapped_column(sa.String(255))
     service: Mapped[str | None] = mapped_column(sa.String(255))
     custom: Mapped[str | None] = mapped_column(sa.String(255), index=True)
@@ -196,14 +218,20 @@ class InboundMessage(Base):
     """A message a person sent to the customer (SMS long code or keyword, WhatsApp, RCS, Viber)."""
 
     __tablename__ = "inbound_messages"
-    __table_args__ = (sa.Index("ix_inbound_messages_received_at_id", "received_at", "id"),)
+    __table_args__ = (
+        sa.Index("ix_inbound_messages_received_at_id", "received_at", "id"),
+        sa.Index("ix_inbound_messages_from_canonical_received_at_id", "from_canonical", "received_at", "id"),
+        sa.Index("ix_inbound_messages_to_canonical_received_at_id", "to_canonical", "received_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     source: Mapped[name64]
     raw_event_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True)
     channel: Mapped[str] = mapped_column(sa.String(32))
-    from_number: Mapped[str | None] = mapped_column(sa.String(255), index=True)
-    to_number: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    from_number: Mapped[str | None] = mapped_column(sa.String(255))
+    to_number: Mapped[str | None] = mapped_column(sa.String(255))
+    from_canonical: Mapped[str | None] = mapped_column(sa.String(255))
+    to_canonical: Mapped[str | None] = mapped_column(sa.String(255))
     type: Mapped[str | None] = mapped_column(sa.String(255))
     text: Mapped[str | None] = mapped_column(sa.Text)
     media_url: Mapped[str | None] = mapped_column(sa.Text)
@@ -220,7 +248,11 @@ class Call(Base):
     """A voice call record (outbound dialling or click-to-call)."""
 
     __tablename__ = "calls"
-    __table_args__ = (sa.Index("ix_calls_start_at_id", "start_at", "id"),)
+    __table_args__ = (
+        sa.Index("ix_calls_start_at_id", "start_at", "id"),
+        sa.Index("ix_calls_from_canonical_start_at_id", "from_canonical", "start_at", "id"),
+        sa.Index("ix_calls_to_canonical_start_at_id", "to_canonical", "start_at", "id"),
+    )
 
     id: Mapped[bigid_pk]
     # SHA-256 of the record less the fields that change between retries (`date`, `unixtime`).
@@ -229,8 +261,10 @@ class Call(Base):
     raw_event_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True)
     service: Mapped[str | None] = mapped_column(sa.String(255))
     bridge: Mapped[str | None] = mapped_column(sa.String(255))
-    from_number: Mapped[str | None] = mapped_column(sa.String(255), index=True)
-    to_number: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    from_number: Mapped[str | None] = mapped_column(sa.String(255))
+    to_number: Mapped[str | None] = mapped_column(sa.String(255))
+    from_canonical: Mapped[str | None] = mapped_column(sa.String(255))
+    to_canonical: Mapped[str | None] = mapped_column(sa.String(255))
     mid: Mapped[str | None] = mapped_column(sa.String(255), index=True)
     flow_id: Mapped[str | None] = mapped_column(sa.String(255))
     start_at: Mapped[datetime | None]
@@ -255,6 +289,7 @@ class Recording(Base):
     __table_args__ = (
         sa.UniqueConstraint("call_id", "url_sha256"),
         sa.Index("ix_recordings_state_next_attempt_at", "state", "next_attempt_at"),
+        sa.Index("ix_recordings_state_id", "state", "id"),
     )
 
     id: Mapped[bigid_pk]
@@ -290,6 +325,10 @@ class OptOut(Base):
     """An unsubscription the platform reported."""
 
     __tablename__ = "opt_outs"
+    __table_args__ = (
+        sa.Index("ix_opt_outs_received_at_id", "received_at", "id"),
+        sa.Index("ix_opt_outs_number_canonical_received_at_id", "number_canonical", "received_at", "id"),
+    )
 
     id: Mapped[bigid_pk]
     # The provider's id when it sends one, else a SHA-256 of the record.
@@ -297,10 +336,45 @@ class OptOut(Base):
     provider_id: Mapped[str | None] = mapped_column(sa.String(255))
     source: Mapped[name64]
     raw_event_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True)
+    # The envelope's event name (`whatsapp:unsubscription`), the URL (`/hooks/<source>/whatsapp`,
+    # `?channel=sms`) or the payload's `channel`; null when none of them says.
     channel: Mapped[str | None] = mapped_column(sa.String(32))
-    receiver: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    receiver: Mapped[str | None] = mapped_column(sa.String(255))
+    number_canonical: Mapped[str | None] = mapped_column(sa.String(255))
     type: Mapped[str | None] = mapped_column(sa.String(255))
     value: Mapped[str | None] = mapped_column(sa.String(255))
     status: Mapped[str | None] = mapped_column(sa.Text)
     occurred_at: Mapped[datetime | None]
+    received_at: Mapped[created]
+
+
+class ContactEvent(Base):
+    """A contact created or updated in the provider's contact book (`contacts:subscriber:subscription`)."""
+
+    __tablename__ = "contact_events"
+    __table_args__ = (
+        sa.Index("ix_contact_events_received_at_id", "received_at", "id"),
+        sa.Index(
+            "ix_contact_events_number_canonical_received_at_id", "number_canonical", "received_at", "id"
+        ),
+    )
+
+    id: Mapped[bigid_pk]
+    # SHA-256 of the event: the contact's id stays the same across its create and update events.
+    key: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    source: Mapped[name64]
+    raw_event_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True)
+    contact_id: Mapped[str | None] = mapped_column(sa.String(255))
+    identity: Mapped[str | None] = mapped_column(sa.String(255))
+    number: Mapped[str | None] = mapped_column(sa.String(255))
+    number_canonical: Mapped[str | None] = mapped_column(sa.String(255))
+    email: Mapped[str | None] = mapped_column(sa.String(255))
+    first_name: Mapped[str | None] = mapped_column(sa.String(255))
+    last_name: Mapped[str | None] = mapped_column(sa.String(255))
+    # The provider's text, e.g. "Subscriber created successfully" or "Subscriber updated successfully".
+    status: Mapped[str | None] = mapped_column(sa.Text)
+    # The contact's own `updated_at` (else `created_at`).
+    occurred_at: Mapped[datetime | None]
+    # The whole contact object as received (attributes and all).
+    contact: Mapped[dict[str, Any] | None]
     received_at: Mapped[created]

@@ -1,5 +1,6 @@
 """The normalized rows of a webhook's events: messages and their status history, inbound
-messages, calls and recordings, opt-outs.
+messages, calls and recordings, opt-outs, contact events. Every phone number is written as
+received and in its canonical form (receiver.numbers), which the number filters match.
 
 Every write is an INSERT ... ON CONFLICT DO NOTHING on a unique key, so writing the same event
 twice, or at the same instant from two requests, stores it once. Nothing here commits.
@@ -22,6 +23,7 @@ from . import payloads
 from .db import insert_new, utcnow
 from .models import (
     Call,
+    ContactEvent,
     InboundMessage,
     Message,
     MessageEvent,
@@ -30,6 +32,7 @@ from .models import (
     RecordingState,
     Status,
 )
+from .numbers import canonical as canonical_number
 from .statuses import canonical, supersedes
 
 # C2C records carry the time of sending (`date`, `unixtime`): a retry differs only there.
@@ -40,6 +43,7 @@ _VOLATILE_CALL_KEYS = frozenset({"date", "unixtime"})
 class Settings:
     timezone: ZoneInfo
     recording_url_ttl: int
+    default_country_code: str
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -47,6 +51,7 @@ class Settings:
         return cls(
             timezone=ZoneInfo(config["PROVIDER_TIMEZONE"]),
             recording_url_ttl=config["RECORDING_URL_TTL"],
+            default_country_code=config["DEFAULT_COUNTRY_CODE"],
         )
 
 
@@ -84,6 +89,10 @@ class Writer:
             return value
         return value.replace(tzinfo=self.settings.timezone)
 
+    def number(self, value: str | None) -> str | None:
+        """The canonical form of a number (DEFAULT_COUNTRY_CODE for a national one)."""
+        return canonical_number(value, self.settings.default_country_code)
+
     def insert(self, model: type[Any], values: dict[str, Any], keys: list[str]) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING; the new row's primary key, or None if it existed."""
         return insert_new(self.session, model.__table__, values, keys)
@@ -96,6 +105,7 @@ class Writer:
             "inbound": self._inbound,
             "voice": self._voice,
             "unsubscription": self._unsubscription,
+            "contact": self._contact,
         }[event.kind or ""]
         return handler(event)
 
@@ -107,6 +117,10 @@ class Writer:
             return self._inbound_id(event)
         if event.kind == "voice":
             return self.session.scalar(sa.select(Call.id).where(Call.dedupe_key == self._call_key(event)))
+        if event.kind == "contact":
+            return self.session.scalar(
+                sa.select(ContactEvent.id).where(ContactEvent.key == content_key(event.original))
+            )
         return self.session.scalar(sa.select(OptOut.id).where(OptOut.key == self._opt_out_key(event)))
 
     # -- messages and their status history -------------------------------------------------
@@ -121,6 +135,7 @@ class Writer:
         fields = {
             "channel": "sms",
             "mobile": d.get("mobile"),
+            "mobile_canonical": self.number(d.get("mobile")),
             "sender": d.get("sender"),
             "service": d.get("service"),
             "custom": d.get("custom"),
@@ -157,6 +172,7 @@ class Writer:
         fields = {
             "channel": channel,
             "mobile": d.get("to"),
+            "mobile_canonical": self.number(d.get("to")),
             "sender": d.get("from_"),
             "foreign_id": d.get("foreign_id"),
             "credits": d.get("credits"),
@@ -254,6 +270,8 @@ class Writer:
             "channel": "sms" if channel == "vmn" else channel,
             "from_number": d.get("from_"),
             "to_number": d.get("to"),
+            "from_canonical": self.number(d.get("from_")),
+            "to_canonical": self.number(d.get("to")),
             "type": d.get("type") or ("text" if d.get("text") else None),
             "text": d.get("text"),
             "media_url": d.get("media_url"),
@@ -283,6 +301,8 @@ class Writer:
                 "bridge": d.get("bridge"),
                 "from_number": d.get("from_"),
                 "to_number": d.get("to"),
+                "from_canonical": self.number(d.get("from_")),
+                "to_canonical": self.number(d.get("to")),
                 "mid": d.get("mid"),
                 "flow_id": d.get("flow_id"),
                 "start_at": self.utc(d.get("start_at")),
@@ -333,8 +353,10 @@ class Writer:
                 "provider_id": d.get("id"),
                 "source": self.source,
                 "raw_event_id": self.raw_id,
-                "channel": event.channel,
+                # The envelope's event name or the URL's kind, else `channel` in the payload or query.
+                "channel": (event.channel or d.get("channel") or "").lower() or None,
                 "receiver": d.get("receiver"),
+                "number_canonical": self.number(d.get("receiver")),
                 "type": d.get("type"),
                 "value": d.get("value"),
                 "status": d.get("status"),
@@ -346,3 +368,29 @@ class Writer:
         if opt_out_id is None:
             return self.reference(event), False
         return opt_out_id, True
+
+    def _contact(self, event: payloads.Event) -> tuple[Any, bool]:
+        d = event.data
+        contact_event_id = self.insert(
+            ContactEvent,
+            {
+                "key": content_key(event.original),
+                "source": self.source,
+                "raw_event_id": self.raw_id,
+                "contact_id": d.get("id"),
+                "identity": d.get("identity"),
+                "number": d.get("number"),
+                "number_canonical": self.number(d.get("number")),
+                "email": d.get("email"),
+                "first_name": d.get("first_name"),
+                "last_name": d.get("last_name"),
+                "status": d.get("status"),
+                "occurred_at": self.utc(d.get("updated_at") or d.get("created_at")),
+                "contact": event.original,
+                "received_at": self.received_at,
+            },
+            ["key"],
+        )
+        if contact_event_id is None:
+            return self.reference(event), False
+        return contact_event_id, True

@@ -7,6 +7,7 @@ request can be parsed again after a fix (replay) exactly as it was the first tim
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -17,6 +18,7 @@ from werkzeug.formparser import parse_form_data
 
 from .schemas.webhooks import (
     channel_status_schema,
+    contact_schema,
     inbound_schema,
     sms_status_schema,
     unsubscription_schema,
@@ -35,7 +37,13 @@ _SCHEMAS: dict[str, Schema] = {
     "inbound": inbound_schema,
     "voice": voice_schema,
     "unsubscription": unsubscription_schema,
+    "contact": contact_schema,
 }
+# A contact event's status: "Subscriber created successfully", "Subscriber updated successfully".
+# (An opt-out's reads "Unsubscriber created successfully".)
+_CONTACT_STATUS = re.compile(r"\s*subscriber\s+(created|updated|deleted)\b", re.IGNORECASE)
+# Keys of the provider's contact object beside its `identity`.
+_CONTACT_KEYS = frozenset({"first_name", "middle_name", "last_name", "birth_date", "company", "gender"})
 
 
 class PayloadError(Exception):
@@ -145,6 +153,8 @@ def _kind_of_event(name: str) -> tuple[str | None, str | None]:
         return "inbound", "sms"
     if channel == "voice" and rest == ["message", "out"]:
         return "voice", "voice"
+    if channel == "contacts" and rest == ["subscriber", "subscription"]:
+        return "contact", None
     if rest == ["unsubscription"]:
         return "unsubscription", channel
     if channel == "sms" and rest == ["message", "status"]:
@@ -172,15 +182,26 @@ def _kind_for_url(
     if url_kind == "unsubscription":
         return "unsubscription", event_channel
     # whatsapp, rcs, viber: the envelope says which, else a status has a status and no message
-    if event_kind in ("channel-status", "inbound", "unsubscription"):
+    if event_kind in ("channel-status", "inbound", "unsubscription", "contact"):
         return event_kind, url_kind
-    if "receiver" in fields and "status" not in fields:
+    # An opt-out has a `status` too ("Unsubscriber created successfully"), but a receiver and a type.
+    if "receiver" in fields and ("status" not in fields or fields.keys() & {"type", "value"}):
         return "unsubscription", url_kind
+    if _is_contact(fields):
+        return "contact", None
     if fields.get("status") not in (None, "") and not any(
         key in fields for key in ("message", "text", "recipient")
     ):
         return "channel-status", url_kind
     return "inbound", url_kind
+
+
+def _is_contact(item: dict[str, Any]) -> bool:
+    """A contact object: a contact's status text, or an identity with a contact's fields."""
+    keys = {key for key, value in item.items() if value not in (None, "")}
+    return bool(
+        _CONTACT_STATUS.match(str(item.get("status", ""))) or ("identity" in keys and keys & _CONTACT_KEYS)
+    )
 
 
 def _kind_of_flat(item: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -191,6 +212,8 @@ def _kind_of_flat(item: dict[str, Any]) -> tuple[str | None, str | None]:
         return "voice", "voice"
     if "receiver" in keys and keys & {"type", "value"}:
         return "unsubscription", None
+    if _is_contact(item):
+        return "contact", None
     channel = str(item.get("channel", "")).lower()
     if channel in CHANNELS and "id" in keys and "status" in keys:
         return "channel-status", channel

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from .models import Call, InboundMessage, Message, RawEvent
+from .models import Call, ContactEvent, InboundMessage, Message, OptOut, RawEvent, Recording
 
 _CURSOR_VERSION = "c1"
 _CHECK_BYTES = 8
@@ -74,13 +74,19 @@ def _until(column: Any) -> Predicate:
     return lambda value: column < value
 
 
+# A number filter's value comes canonical (receiver.numbers) from the query-string schema, and is
+# matched against the canonical column.
 MESSAGES = Listing(
     "messages",
     Message,
     (SortKey(Message.created_at, datetime), SortKey(Message.id, str)),
     {
-        "mobile": _equals(Message.mobile),
+        "mobile": _equals(Message.mobile_canonical),
         "status": _equals(Message.status),
+        "provider_status": _equals(Message.provider_status),
+        "operator": _equals(Message.operator),
+        "region": _equals(Message.region),
+        "sender": _equals(Message.sender),
         "channel": _equals(Message.channel),
         "custom": _equals(Message.custom),
         "source": _equals(Message.source),
@@ -94,8 +100,8 @@ INBOUND = Listing(
     InboundMessage,
     (SortKey(InboundMessage.received_at, datetime), SortKey(InboundMessage.id, str)),
     {
-        "from": _equals(InboundMessage.from_number),
-        "to": _equals(InboundMessage.to_number),
+        "from": _equals(InboundMessage.from_canonical),
+        "to": _equals(InboundMessage.to_canonical),
         "channel": _equals(InboundMessage.channel),
         "source": _equals(InboundMessage.source),
         "since": _since(InboundMessage.received_at),
@@ -108,8 +114,8 @@ CALLS = Listing(
     Call,
     (SortKey(Call.start_at, datetime, nullable=True), SortKey(Call.id, int)),
     {
-        "from": _equals(Call.from_number),
-        "to": _equals(Call.to_number),
+        "from": _equals(Call.from_canonical),
+        "to": _equals(Call.to_canonical),
         "mid": _equals(Call.mid),
         "status": _equals(Call.status),
         "source": _equals(Call.source),
@@ -129,6 +135,56 @@ EVENTS = Listing(
         "until": _until(RawEvent.received_at),
     },
 )
+
+OPT_OUTS = Listing(
+    "opt-outs",
+    OptOut,
+    (SortKey(OptOut.received_at, datetime), SortKey(OptOut.id, int)),
+    {
+        "number": _equals(OptOut.number_canonical),
+        "channel": _equals(OptOut.channel),
+        "source": _equals(OptOut.source),
+        "since": _since(OptOut.received_at),
+        "until": _until(OptOut.received_at),
+    },
+)
+
+RECORDINGS = Listing(
+    "recordings",
+    Recording,
+    (SortKey(Recording.id, int),),
+    {
+        "state": _equals(Recording.state),
+        "call_id": _equals(Recording.call_id),
+        "since": _since(Recording.created_at),
+        "until": _until(Recording.created_at),
+    },
+)
+
+CONTACTS = Listing(
+    "contacts",
+    ContactEvent,
+    (SortKey(ContactEvent.received_at, datetime), SortKey(ContactEvent.id, int)),
+    {
+        "number": _equals(ContactEvent.number_canonical),
+        "identity": _equals(ContactEvent.identity),
+        "contact_id": _equals(ContactEvent.contact_id),
+        "source": _equals(ContactEvent.source),
+        "since": _since(ContactEvent.received_at),
+        "until": _until(ContactEvent.received_at),
+    },
+)
+
+
+def opt_out_channels(session: orm.Session, number: str) -> list[str | None] | None:
+    """The channels a (canonical) number opted out of, None standing for an opt-out that named
+    none; None if the number never opted out."""
+    found = list(
+        session.scalars(sa.select(OptOut.channel).where(OptOut.number_canonical == number).distinct())
+    )
+    if not found:
+        return None
+    return sorted(found, key=lambda channel: (channel is None, channel or ""))
 
 
 # -- statements -------------------------------------------------------------------------------

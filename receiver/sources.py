@@ -1,4 +1,4 @@
-"""Service: webhook sources and read API keys. Owns its transactions."""
+"""Service: webhook sources and API keys. Owns its transactions."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import keys
 from .db import utcnow
-from .models import ApiKey, Source
+from .models import ApiKey, ApiScope, Source
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -103,16 +103,21 @@ def count_auth_failure(session: orm.Session, source_id: int) -> None:
         )
 
 
-def create_api_key(session: orm.Session, name: str) -> str:
-    """Create a read API key and return it; only its digest is kept."""
+def create_api_key(session: orm.Session, name: str, scope: ApiScope = ApiScope.read) -> str:
+    """Create an API key and return it; only its digest is kept.
+
+    Names are unique among active keys: a revoked key's name can be given to a new key.
+    """
     _check_name(name)
     key_id = secrets.token_hex(8)
     secret = keys.generate_secret()
     try:
         with session.begin():
-            session.add(ApiKey(name=name, key_id=key_id, key_digest=keys.digest(secret)))
+            session.add(
+                ApiKey(name=name, key_id=key_id, key_digest=keys.digest(secret), scope=ApiScope(scope))
+            )
     except IntegrityError:
-        raise SourceError(f"an API key named {name!r} exists already") from None
+        raise SourceError(f"an active API key named {name!r} exists already (revoke it first)") from None
     return f"rk_{key_id}_{secret}"
 
 
@@ -128,15 +133,18 @@ def revoke_api_key(session: orm.Session, name: str) -> None:
 
 
 def list_api_keys(session: orm.Session) -> list[ApiKey]:
-    return list(session.scalars(sa.select(ApiKey).order_by(ApiKey.name)))
+    """Every key, active and revoked, by name (and age within a name)."""
+    return list(session.scalars(sa.select(ApiKey).order_by(ApiKey.name, ApiKey.id)))
 
 
-def api_key_valid(session: orm.Session, presented: str | None) -> bool:
-    """Whether `presented` is a live API key."""
+def api_key_scope(session: orm.Session, presented: str | None) -> ApiScope | None:
+    """The scope of `presented` if it is a live API key, else None."""
     if not presented or not presented.startswith("rk_") or presented.count("_") < 2:
-        return False
+        return None
     _, key_id, secret = presented.split("_", 2)
     stored = session.scalars(
         sa.select(ApiKey).where(ApiKey.key_id == key_id, ApiKey.revoked_at.is_(None))
     ).one_or_none()
-    return stored is not None and keys.matches(secret, stored.key_digest)
+    if stored is None or not keys.matches(secret, stored.key_digest):
+        return None
+    return stored.scope

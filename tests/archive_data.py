@@ -11,7 +11,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from receiver.archive.format import CODECS, TABLES
-from receiver.models import Call, InboundMessage, Message, MessageEvent, OptOut, RawEvent, Recording
+from receiver.models import (
+    Call,
+    ContactEvent,
+    InboundMessage,
+    Message,
+    MessageEvent,
+    OptOut,
+    RawEvent,
+    Recording,
+)
 from receiver.recordings import storage_path
 
 DAY1 = datetime(2026, 1, 10, tzinfo=UTC)
@@ -60,6 +69,7 @@ class Seeder:
                     "source": "portal",
                     "channel": "sms",
                     "mobile": "918921269000",
+                    "mobile_canonical": "918921269000",
                     "sender": "MOBTXT",
                     "custom": "ref-ü",
                     "credits": Decimal("2.5000"),
@@ -120,6 +130,8 @@ class Seeder:
                     "channel": "whatsapp",
                     "from_number": "918074000000",
                     "to_number": "919019000000",
+                    "from_canonical": "918074000000",
+                    "to_canonical": "919019000000",
                     "type": "text",
                     "text": "hello\nworld ✓",
                     "contact": {"name": "A", "nested": {"b": [1, 2.5, None]}},
@@ -141,6 +153,8 @@ class Seeder:
                     "service": "OBD",
                     "from_number": "918919520000",
                     "to_number": "918867130000",
+                    "from_canonical": "918919520000",
+                    "to_canonical": "918867130000",
                     "start_at": at - timedelta(minutes=1),
                     "end_at": at,
                     "duration": 23,
@@ -178,10 +192,35 @@ class Seeder:
                     "provider_id": "436",
                     "source": "portal",
                     "raw_event_id": raw_id,
-                    "receiver": "917002080000",
+                    "channel": "whatsapp",
+                    "receiver": "+91 70020 80000",
+                    "number_canonical": "917002080000",
                     "type": "category",
                     "value": "WUC",
                     "occurred_at": at,
+                    "received_at": at,
+                },
+            )
+
+    def contact(self, key: str, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            raw_id = self.raw(conn, at)
+            conn.execute(
+                sa.insert(ContactEvent.__table__),
+                {
+                    "key": hashlib.sha256(key.encode()).hexdigest(),
+                    "source": "portal",
+                    "raw_event_id": raw_id,
+                    "contact_id": "86",
+                    "identity": "demo@gmail.com",
+                    "number": "09845012345",
+                    "number_canonical": "919845012345",
+                    "email": "demo@gmail.com",
+                    "first_name": "Démo",
+                    "last_name": "Test",
+                    "status": "Subscriber updated successfully",
+                    "occurred_at": at - timedelta(seconds=2),
+                    "contact": {"id": 86, "attributes": {"membership": "platinum", "n": [1, 2.5, None]}},
                     "received_at": at,
                 },
             )
@@ -197,6 +236,7 @@ def seed(engine: sa.Engine, recordings_dir: Path) -> Seeder:
             s.message(f"msg-{day}-{i}", at, [("AWAITING-DLR", at), ("DELIVRD", at + timedelta(minutes=3))])
             s.inbound(f"in-{day}-{i}", at)
             s.opt_out(f"opt-{day}-{i}", at)
+            s.contact(f"contact-{day}-{i}", at)
         s.call(f"call-{day}-a", base + timedelta(hours=5), f"ID3 audio {day}".encode() * 100)
         s.call(f"call-{day}-b", base + timedelta(hours=6), None)
     # The same audio twice: one file in the archive.

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 
 from receiver import create_app, migrate
 from receiver.db import Database, make_engine
-from receiver.models import Base
+from receiver.models import ApiScope, Base
 from receiver.sources import add_source, create_api_key
 
 
@@ -114,6 +114,13 @@ def source_secret(app: Flask) -> str:
 def api_key(app: Flask) -> str:
     with app.extensions["receiver.db"].new_session() as db_session:
         return create_api_key(db_session, "tests")
+
+
+@pytest.fixture
+def operate_key(app: Flask) -> str:
+    """A key that may also replay events."""
+    with app.extensions["receiver.db"].new_session() as db_session:
+        return create_api_key(db_session, "operator", ApiScope.operate)
 
 
 class Hooks:

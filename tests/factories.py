@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask
 
 from receiver.models import Message, MessageEvent, RawEvent, RawState, Status
+from receiver.numbers import canonical
 
 _counter = itertools.count(1)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -51,12 +52,14 @@ def messages(
             created = start + step * i
             message_id = f"{prefix}-{i:06d}"
             status = values.get("status", Status.delivered)
+            mobile = values.get("mobile", f"9190000{i % 10:05d}")
             session.add(
                 Message(
                     id=message_id,
                     source=values.get("source", "portal"),
                     channel=values.get("channel", "sms"),
-                    mobile=values.get("mobile", f"9190000{i % 10:05d}"),
+                    mobile=mobile,
+                    mobile_canonical=canonical(mobile),  # as ingest stores it
                     custom=values.get("custom"),
                     status=status,
                     provider_status=values.get("provider_status", "DELIVRD"),

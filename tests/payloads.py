@@ -121,6 +121,28 @@ UNSUBSCRIPTION: dict[str, Any] = {
     "status": "Unsubscriber created successfully",
 }
 
+# `contacts:subscriber:subscription`, as documented (a flat contact object and a status text).
+CONTACT_CREATED: dict[str, Any] = {
+    "id": 86,
+    "identity": "demo@gmail.com",
+    "first_name": "Demo",
+    "middle_name": None,
+    "last_name": "Test",
+    "gender": "male",
+    "birth_date": "1996-07-16",
+    "company": None,
+    "attributes": {"membership": "platinum", "status": "vip", "customerNumber": "23"},
+    "created_at": "2023-07-16T11:45:34.000000Z",
+    "updated_at": "2023-07-16T11:45:34.000000Z",
+    "status": "Subscriber created successfully",
+}
+CONTACT_UPDATED: dict[str, Any] = dict(
+    CONTACT_CREATED,
+    created_at="2023-07-17T11:45:34.000000Z",
+    updated_at="2023-07-17T11:46:06.000000Z",
+    status="Subscriber updated successfully",
+)
+
 OBD: dict[str, Any] = {
     "bridge": 918068280000,
     "from": 918919520000,

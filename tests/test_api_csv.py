@@ -11,7 +11,18 @@ import pytest
 
 from receiver.models import RawState
 from tests import factories
-from tests.payloads import C2C, OBD, RCS_INBOUND_MEDIA, VMN_INBOUND, WHATSAPP_INBOUND, channel_status, sms
+from tests.payloads import (
+    C2C,
+    CONTACT_CREATED,
+    CONTACT_UPDATED,
+    OBD,
+    RCS_INBOUND_MEDIA,
+    UNSUBSCRIPTION,
+    VMN_INBOUND,
+    WHATSAPP_INBOUND,
+    channel_status,
+    sms,
+)
 
 
 def _rows(response) -> list[dict[str, str]]:
@@ -70,6 +81,25 @@ def test_inbound_calls_and_events_csv_match_json(hooks, api):
     assert len(events) == 6
     quarantined = _same_as_json(api, "/api/v1/events", None, state="quarantined")
     assert len(quarantined) == 1 and json.loads(quarantined[0]["errors"])
+
+
+def test_opt_outs_recordings_and_contacts_csv_match_json(hooks, api):
+    hooks.post(UNSUBSCRIPTION)
+    hooks.post(
+        dict(UNSUBSCRIPTION, id=2, receiver="+91 98450 12345"),
+        path="/hooks/portal/unsubscription?channel=sms",
+    )
+    hooks.post(OBD)
+    hooks.post(C2C)
+    hooks.post(CONTACT_CREATED)
+    hooks.post(dict(CONTACT_UPDATED, mobile="9845012345"))
+    opt_outs = _same_as_json(api, "/api/v1/opt-outs", None)
+    assert [row["channel"] for row in opt_outs] == ["sms", ""]
+    assert len(_same_as_json(api, "/api/v1/opt-outs", None, number="919845012345")) == 1
+    assert len(_same_as_json(api, "/api/v1/recordings", None, state="pending")) == 2
+    contacts = _same_as_json(api, "/api/v1/contacts", None)
+    assert json.loads(contacts[1]["contact"])["attributes"]["membership"] == "platinum"
+    assert len(_same_as_json(api, "/api/v1/contacts", None, number="+91 98450 12345")) == 1
 
 
 def test_accept_header_asks_for_csv_too(hooks, api):

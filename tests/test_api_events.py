@@ -63,36 +63,74 @@ def test_events_filter_by_source_and_time(app, api):
     assert [e["id"] for e in api("/api/v1/events?until=2026-01-02").get_json()["data"]] == [early]
 
 
-def test_replay_stores_what_a_pending_event_says(app, client, api_key, api):
+def test_replay_stores_what_a_pending_event_says(app, client, operate_key, api):
     raw_id = _pending_sms(app, "replay:1")
     assert api("/api/v1/messages/replay:1").status_code == 404
-    answer = _post(client, api_key, f"/api/v1/events/{raw_id}/replay")
+    assert api(f"/api/v1/events/{raw_id}").get_json()["replays"] == 0
+    answer = _post(client, operate_key, f"/api/v1/events/{raw_id}/replay")
     assert answer.status_code == 200, answer.get_json()
     body = answer.get_json()
-    assert (body["code"], body["message"]) == (200, "stored")
+    # The webhook's own answer, and the raw event afterwards.
+    assert {k: body[k] for k in ("status", "code", "message", "events")} == {
+        "status": "OK",
+        "code": 200,
+        "message": "stored",
+        "events": ["replay:1"],
+    }
     assert body["event"]["id"] == raw_id
     assert body["event"]["state"] == "processed"
+    assert body["event"]["replays"] == 1
+    assert body["event"]["replayed_at"].endswith("Z")
+    assert api(f"/api/v1/events/{raw_id}").get_json()["replays"] == 1
     message = api("/api/v1/messages/replay:1").get_json()
     assert [e["raw_event_id"] for e in message["events"]] == [raw_id]
-    again = _post(client, api_key, f"/api/v1/events/{raw_id}/replay")
+    again = _post(client, operate_key, f"/api/v1/events/{raw_id}/replay")
     assert again.status_code == 409
     assert again.get_json()["status"] == "ERROR"
     assert _count(app, MessageEvent) == 1
 
 
-def test_replay_of_a_still_broken_event_stays_quarantined(client, api_key, hooks):
+def test_replay_of_a_still_broken_event_answers_422_with_errors(client, operate_key, api, hooks):
     hooks.post(b"{nope", headers={"Content-Type": "application/json"})
-    answer = hooks.client.get(
-        "/api/v1/events?state=quarantined", headers={"Authorization": f"Bearer {api_key}"}
-    )
-    raw_id = answer.get_json()["data"][0]["id"]
-    replayed = _post(client, api_key, f"/api/v1/events/{raw_id}/replay").get_json()
-    assert (replayed["code"], replayed["event"]["state"]) == (422, "quarantined")
-    assert replayed["event"]["errors"]
+    raw_id = api("/api/v1/events?state=quarantined").get_json()["data"][0]["id"]
+    for times in (1, 2):
+        answer = _post(client, operate_key, f"/api/v1/events/{raw_id}/replay")
+        assert answer.status_code == 422
+        replayed = answer.get_json()
+        assert (replayed["status"], replayed["code"], replayed["message"]) == (
+            "ERROR",
+            422,
+            "validation failed",
+        )
+        assert "body" in replayed["errors"]
+        assert replayed["event"]["state"] == "quarantined"
+        assert replayed["event"]["replays"] == times
 
 
-def test_replay_unknown_event_or_without_key(client, api_key):
-    assert _post(client, api_key, "/api/v1/events/987654/replay").status_code == 404
+def test_replay_of_an_event_still_not_understood_answers_202(app, client, operate_key):
+    raw_id = factories.raw_event(app, body=b'{"link_id": 7, "city": "Pune"}', state=RawState.pending)
+    answer = _post(client, operate_key, f"/api/v1/events/{raw_id}/replay")
+    assert answer.status_code == 202
+    body = answer.get_json()
+    assert (body["status"], body["code"], body["message"], body["events"]) == ("OK", 202, "accepted", [])
+    assert (body["event"]["state"], body["event"]["replays"]) == ("pending", 1)
+
+
+def test_a_read_key_cannot_replay(app, client, api_key, api):
+    raw_id = _pending_sms(app, "read:1")
+    refused = _post(client, api_key, f"/api/v1/events/{raw_id}/replay")
+    assert refused.status_code == 403
+    assert refused.get_json() == {
+        "status": "ERROR",
+        "code": 403,
+        "message": "this API key may only read; POST needs a key of scope operate",
+    }
+    event = api(f"/api/v1/events/{raw_id}").get_json()
+    assert (event["state"], event["replays"], event["replayed_at"]) == ("pending", 0, None)
+
+
+def test_replay_unknown_event_or_without_key(client, operate_key):
+    assert _post(client, operate_key, "/api/v1/events/987654/replay").status_code == 404
     assert client.post("/api/v1/events/1/replay").status_code == 401
 
 
@@ -113,6 +151,9 @@ def test_replay_command_works_through_a_backlog_in_batches_and_twice(app, runner
     assert again.exit_code == 0, again.output
     assert "replayed 1 raw event: quarantined 1" in again.output
     assert (_count(app, Message), _count(app, MessageEvent)) == (23, 23)
+    with app.extensions["receiver.db"].new_session() as session:
+        replays = dict(session.execute(sa.select(RawEvent.id, RawEvent.replays)).all())
+    assert (replays[pending[0]], replays[broken], replays[done]) == (1, 2, 0)
 
 
 def test_replay_command_state_and_since(app, runner):
@@ -131,9 +172,9 @@ def test_replay_command_state_and_since(app, runner):
     assert bad.exit_code != 0
 
 
-def test_replayed_call_is_stored_with_its_recording(app, client, api_key, api):
+def test_replayed_call_is_stored_with_its_recording(app, client, operate_key, api):
     raw_id = factories.raw_event(app, body=json.dumps(OBD).encode(), state=RawState.pending)
-    first = _post(client, api_key, f"/api/v1/events/{raw_id}/replay").get_json()
+    first = _post(client, operate_key, f"/api/v1/events/{raw_id}/replay").get_json()
     assert first["message"] == "stored"
     [call] = api("/api/v1/calls").get_json()["data"]
     assert call["raw_event_id"] == raw_id

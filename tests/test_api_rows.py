@@ -16,9 +16,11 @@ from receiver import queries
 from receiver.api import rows
 from receiver.models import (
     Call,
+    ContactEvent,
     InboundMessage,
     Message,
     MessageEvent,
+    OptOut,
     RawEvent,
     RawState,
     Recording,
@@ -190,6 +192,44 @@ def _store(app) -> None:
                     content_type="audio/mpeg" if not n else None,
                 )
             )
+        session.add_all(
+            [
+                OptOut(
+                    key="id:1",
+                    provider_id="1",
+                    source="portal",
+                    raw_event_id=raw_id,
+                    channel="sms",
+                    receiver=UNICODE,
+                    number_canonical=UNICODE,
+                    type="all",
+                    value="*",
+                    status=UNICODE,
+                    occurred_at=T0 + timedelta(microseconds=5),
+                    received_at=T0,
+                ),
+                OptOut(
+                    key="id:2", source="portal", raw_event_id=raw_id, received_at=T0 + timedelta(seconds=1)
+                ),
+                ContactEvent(
+                    key="c" * 64,
+                    source="portal",
+                    raw_event_id=raw_id,
+                    contact_id="86",
+                    identity="demo@gmail.com",
+                    number="+91 98450 12345",
+                    number_canonical="919845012345",
+                    email="demo@gmail.com",
+                    first_name=UNICODE,
+                    last_name="Test",
+                    status="Subscriber created successfully",
+                    occurred_at=T0 + timedelta(microseconds=9),
+                    contact={"attributes": {"n": [1, 2.5, None]}, "name": UNICODE},
+                    received_at=T0,
+                ),
+                ContactEvent(key="d" * 64, source="portal", raw_event_id=raw_id, received_at=T0),
+            ]
+        )
 
 
 def _schema_answer(app, body) -> bytes:
@@ -208,6 +248,9 @@ LISTS = [
     ("/api/v1/inbound", queries.INBOUND, schemas.InboundPageSchema(), []),
     ("/api/v1/calls", queries.CALLS, schemas.CallPageSchema(), [orm.selectinload(Call.recordings)]),
     ("/api/v1/events", queries.EVENTS, schemas.EventPageSchema(), []),
+    ("/api/v1/opt-outs", queries.OPT_OUTS, schemas.OptOutPageSchema(), []),
+    ("/api/v1/recordings", queries.RECORDINGS, schemas.RecordingPageSchema(), []),
+    ("/api/v1/contacts", queries.CONTACTS, schemas.ContactEventPageSchema(), []),
 ]
 
 

@@ -64,16 +64,17 @@ def test_export_writes_everything_before_the_cutoff_and_is_deterministic(runner,
     manifest = manifest_of(archive)
     assert manifest["previous"] is None
     assert manifest["period"] == {"from": None, "before": "2026-01-12T00:00:00.000000Z"}
-    assert manifest["schema"] == "0001"
+    assert manifest["schema"] == "0002"
     # 2 days x 3 messages + the one that straddles the cutoff, each with all its events.
     assert manifest["counts"]["messages"] == 7
     assert manifest["counts"]["message_events"] == 14
     assert manifest["counts"]["inbound_messages"] == 6
     assert manifest["counts"]["opt_outs"] == 6
+    assert manifest["counts"]["contact_events"] == 6
     assert manifest["counts"]["calls"] == 5
     assert manifest["counts"]["recordings"] == 5
     # Raw events of every archived row, including the straddling message's later report.
-    assert manifest["counts"]["raw_events"] == 2 * 3 * 4 + 2 + 2 + 1 + 2
+    assert manifest["counts"]["raw_events"] == 2 * 3 * 5 + 2 + 2 + 1 + 2
     assert sorted(p for p in manifest["files"] if p.startswith("messages/")) == [
         "messages/2026-01-10.jsonl.gz",
         "messages/2026-01-11.jsonl.gz",
@@ -211,9 +212,10 @@ def test_export_prune_import_gives_the_same_rows_back(runner, engine, seeded, tm
     left = counts(engine)
     assert left["messages"] == 3 and left["message_events"] == 6  # day 3 only
     assert left["inbound_messages"] == 3 and left["opt_outs"] == 3 and left["calls"] == 2
+    assert left["contact_events"] == 3
     # Day 3's raw events, and the straddler's late report is archived but it was also the only
     # thing referring to it, so it went too.
-    assert left["raw_events"] == 3 * 4 + 2
+    assert left["raw_events"] == 3 * 5 + 2
 
     # Running it again finds everything gone already.
     again = runner.invoke(args=["archive", "prune", "--before", BEFORE, "--from", out])
@@ -325,7 +327,7 @@ def test_an_interrupted_prune_can_be_run_again(engine, seeded, tmp_path, setting
     result = prune(engine, dest, CUTOFF, batch=2)
     assert result.gone["messages"] > 0
     after = counts(engine)
-    assert after["messages"] == 3 and after["raw_events"] == 14
+    assert after["messages"] == 3 and after["raw_events"] == 17
 
 
 def test_export_leaves_nothing_behind_when_a_recording_file_is_missing(engine, seeded, tmp_path, settings):
@@ -369,3 +371,73 @@ def test_a_missing_archive_is_a_clear_error(runner, tmp_path):
         assert "nowhere: no such archive or folder" in result.output
     empty = runner.invoke(args=["archive", "verify", str(tmp_path)])
     assert empty.exit_code != 0 and "no archive found" in empty.output
+
+
+# The columns revision 0002 added to tables an archive held before it (and its new table).
+ADDED_IN_0002 = {
+    "raw_events": {"replays", "replayed_at"},
+    "messages": {"mobile_canonical"},
+    "inbound_messages": {"from_canonical", "to_canonical"},
+    "calls": {"from_canonical", "to_canonical"},
+    "opt_outs": {"number_canonical"},
+}
+
+
+def as_made_before_0002(archive: Path) -> None:
+    """Rewrite a fresh archive as receiver wrote it at revision 0001: without the columns and the
+    table 0002 added, every hash in the manifest recomputed (so it verifies)."""
+    from receiver.archive.format import HashingWriter, dumps, gzip_writer
+
+    manifest = manifest_of(archive)
+    for path in sorted(manifest["files"]):
+        table = path.split("/", 1)[0]
+        if table == "contact_events":
+            (archive / path).unlink()
+            del manifest["files"][path]
+        elif table in ADDED_IN_0002 and path.endswith(".jsonl.gz"):
+            rows = [
+                {k: v for k, v in row.items() if k not in ADDED_IN_0002[table]}
+                for row in rows_in_file(archive / path)
+            ]
+            with open(archive / path, "wb") as raw:
+                sink = HashingWriter(raw)
+                with gzip_writer(sink) as out:
+                    out.write("".join(dumps(row) + "\n" for row in rows).encode())
+            manifest["files"][path].update(sha256=sink.sha256.hexdigest(), bytes=sink.size)
+    for table, added in ADDED_IN_0002.items():
+        for name in added:
+            del manifest["columns"][table][name]
+    del manifest["columns"]["contact_events"], manifest["counts"]["contact_events"]
+    del manifest["selection"]["contact_events"]
+    manifest["schema"] = "0001"
+    (archive / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n")
+
+
+def rows_in_file(path: Path) -> list[dict[str, Any]]:
+    with open(path, "rb") as stream:
+        return list(iter_lines(stream))
+
+
+def test_an_archive_from_before_canonical_numbers_verifies_prunes_and_imports(
+    runner, engine, seeded, tmp_path, settings
+):
+    everything = snapshot(engine)
+    out = tmp_path / "archives"
+    export(runner, out, BEFORE)
+    archive = out / "archive-20260112T000000Z"
+    as_made_before_0002(archive)
+    verified = runner.invoke(args=["archive", "verify", str(archive)])
+    assert verified.exit_code == 0, verified.output
+
+    # Its rows are today's less the new columns: unchanged, so pruned.
+    pruned = runner.invoke(args=["archive", "prune", "--before", BEFORE, "--from", str(out)])
+    assert pruned.exit_code == 0, pruned.output
+    assert "kept, changed since the export (they go in the next archive): no rows" in pruned.output
+    left = counts(engine)
+    assert (left["messages"], left["inbound_messages"], left["opt_outs"], left["calls"]) == (3, 3, 3, 2)
+    assert left["contact_events"] == 9  # not in that archive: kept, with their raw events
+
+    # Imported, its rows get the canonical numbers ingest would have given them: all is back.
+    restored = runner.invoke(args=["archive", "import", str(archive)])
+    assert restored.exit_code == 0, restored.output
+    assert snapshot(engine) == everything

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+from receiver.models import RawState
+from tests import factories
 from tests.conftest import row_counts
 from tests.payloads import sms
 
@@ -98,6 +102,48 @@ def test_apikeys_create_and_revoke(runner, client):
     assert revoked.get_json()["status"] == "ERROR"
     assert client.get("/api/v1/messages/none").status_code == 401
     assert runner.invoke(args=["apikeys", "revoke", "support"]).exit_code != 0
+
+
+def _replay_something(app, client, key):
+    raw_id = factories.raw_event(app, body=json.dumps(sms(id="scope:1")).encode(), state=RawState.pending)
+    return client.post(f"/api/v1/events/{raw_id}/replay", headers={"Authorization": f"Bearer {key}"})
+
+
+def test_apikeys_scope_read_by_default_operate_may_replay(app, runner, client):
+    read = runner.invoke(args=["apikeys", "create", "support"])
+    assert read.exit_code == 0, read.output
+    assert "scope read" in read.output
+    refused = _replay_something(app, client, last_line(read))
+    assert refused.status_code == 403
+    body = refused.get_json()
+    assert (body["status"], body["code"]) == ("ERROR", 403) and "operate" in body["message"]
+    assert row_counts(app)["messages"] == 0  # nothing was replayed
+
+    operate = runner.invoke(args=["apikeys", "create", "ops", "--scope", "operate"])
+    assert operate.exit_code == 0, operate.output
+    key = last_line(operate)
+    assert client.get("/api/v1/messages", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert _replay_something(app, client, key).status_code == 200
+    assert row_counts(app)["messages"] == 1
+    listed = runner.invoke(args=["apikeys", "list"]).output
+    assert "support\tread" in listed and "ops\toperate" in listed
+    assert runner.invoke(args=["apikeys", "create", "x", "--scope", "admin"]).exit_code != 0
+
+
+def test_a_revoked_key_name_can_be_reused(runner, client):
+    first = last_line(runner.invoke(args=["apikeys", "create", "support"]))
+    taken = runner.invoke(args=["apikeys", "create", "support"])
+    assert taken.exit_code != 0 and "exists already" in taken.output
+    assert runner.invoke(args=["apikeys", "revoke", "support"]).exit_code == 0
+    again = runner.invoke(args=["apikeys", "create", "support"])
+    assert again.exit_code == 0, again.output
+    second = last_line(again)
+    assert client.get("/api/v1/messages", headers={"Authorization": f"Bearer {first}"}).status_code == 401
+    assert client.get("/api/v1/messages", headers={"Authorization": f"Bearer {second}"}).status_code == 200
+    listed = runner.invoke(args=["apikeys", "list"]).output.splitlines()
+    assert [line.split("\t")[-1].split(" ")[0] for line in listed] == ["revoked", "active"]
+    assert runner.invoke(args=["apikeys", "revoke", "support"]).exit_code == 0
+    assert client.get("/api/v1/messages", headers={"Authorization": f"Bearer {second}"}).status_code == 401
 
 
 def test_db_upgrade_is_idempotent(runner):

@@ -77,7 +77,7 @@ def test_unknown_kind_is_accepted_and_kept_for_replay(hooks, app):
 
 
 def test_unknown_event_name_is_accepted(hooks, app):
-    response = hooks.post({"event": "contacts:subscriber:subscription", "payload": {"id": 1}})
+    response = hooks.post({"event": "link:visit", "payload": {"id": 1, "link_id": 7}})
     assert response.status_code == 202
     assert raw_events(app)[0].state == RawState.pending
 

@@ -12,17 +12,45 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.core.parameters import ParameterLocation
 
-from tests.payloads import C2C, OBD, RCS_INBOUND_MEDIA, SMS_DLR, VMN_INBOUND, channel_status, sms
+from tests.payloads import (
+    C2C,
+    CONTACT_CREATED,
+    OBD,
+    RCS_INBOUND_MEDIA,
+    SMS_DLR,
+    UNSUBSCRIPTION,
+    VMN_INBOUND,
+    channel_status,
+    sms,
+)
 
 EXAMPLES_PER_OPERATION = 40
 # The query API's operations (SPEC §6).
-QUERY_API = ("/api/v1/messages", "/api/v1/inbound", "/api/v1/calls", "/api/v1/events", "/api/v1/recordings")
+QUERY_API = (
+    "/api/v1/messages",
+    "/api/v1/inbound",
+    "/api/v1/calls",
+    "/api/v1/events",
+    "/api/v1/recordings",
+    "/api/v1/opt-outs",
+    "/api/v1/contacts",
+)
 
 
 @pytest.fixture
 def seeded_app(app, hooks):
-    for payload in (SMS_DLR, sms(id="st:2", status="UNDELIV"), VMN_INBOUND, RCS_INBOUND_MEDIA, OBD, C2C):
+    for payload in (
+        SMS_DLR,
+        sms(id="st:2", status="UNDELIV"),
+        VMN_INBOUND,
+        RCS_INBOUND_MEDIA,
+        OBD,
+        C2C,
+        UNSUBSCRIPTION,
+        CONTACT_CREATED,
+    ):
         hooks.post(payload)
+    hooks.post(dict(UNSUBSCRIPTION, id=9), path="/hooks/portal/unsubscription?channel=sms")
     hooks.post(channel_status("whatsapp", "read", "st:3", "2024-01-01T10:00:00Z"))
     hooks.post(b"{broken", headers={"Content-Type": "application/json"})
     return app
@@ -31,15 +59,15 @@ def seeded_app(app, hooks):
 # schemathesis' own pytest plugin (`from_fixture`) needs a pytest internal that pytest 9 removed,
 # so each operation's strategy runs under hypothesis here, with the same checks.
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
-def test_api_follows_its_openapi_document(seeded_app, api_key, mode):
+def test_api_follows_its_openapi_document(seeded_app, operate_key, mode):
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", seeded_app)
-    headers = {"Authorization": f"Bearer {api_key}"}
+    headers = {"Authorization": f"Bearer {operate_key}"}  # may also replay
     operations = [
         operation
         for operation in (result.ok() for result in schema.get_all_operations())
         if operation.path.startswith(QUERY_API)
     ]
-    assert len(operations) == 10
+    assert len(operations) == 14
 
     for operation in operations:
 
@@ -87,6 +115,10 @@ def test_document_and_docs_page_are_public_and_local(client):
         "/api/v1/calls/{call_id}",
         "/api/v1/events",
         "/api/v1/events/{event_id}/replay",
+        "/api/v1/opt-outs",
+        "/api/v1/opt-outs/check",
+        "/api/v1/recordings",
+        "/api/v1/contacts",
     ):
         assert path in paths
     assert "text/csv" in paths["/api/v1/messages"]["get"]["responses"]["200"]["content"]

@@ -27,13 +27,20 @@ def register_blueprints(app: Flask) -> None:
     docs.init_docs(app)
     api = ReceiverApi(app)
     api.spec.components.security_scheme(
-        "bearer", {"type": "http", "scheme": "bearer", "description": "a read API key"}
+        "bearer",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "an API key: any key reads; replaying an event needs one of scope operate",
+        },
     )
     api.register_blueprint(messages.blp, url_prefix="/api/v1/messages")
     api.register_blueprint(inbound.blp, url_prefix="/api/v1/inbound")
     api.register_blueprint(calls.blp, url_prefix="/api/v1/calls")
     api.register_blueprint(events.blp, url_prefix="/api/v1/events")
-    from . import recordings  # GET /api/v1/recordings/<id>/audio
+    from . import contacts, opt_outs, recordings  # recordings: the list and /<id>/audio
 
     api.register_blueprint(recordings.blp, url_prefix="/api/v1/recordings")
+    api.register_blueprint(opt_outs.blp, url_prefix="/api/v1/opt-outs")
+    api.register_blueprint(contacts.blp, url_prefix="/api/v1/contacts")
     app.extensions["receiver.api"] = api

@@ -1,4 +1,4 @@
-"""Bearer API keys for the read API."""
+"""Bearer API keys for the query API: any live key reads; a writing route needs an `operate` key."""
 
 from __future__ import annotations
 
@@ -6,23 +6,30 @@ from flask import request
 from flask_smorest import Blueprint
 
 from ..db import first_read, get_session
-from ..errors import Unauthorized
-from ..sources import api_key_valid
+from ..errors import Forbidden, Unauthorized
+from ..models import ApiScope
+from ..sources import api_key_scope
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def require_api_key() -> None:
-    """Refuse the request unless it carries a live API key as a Bearer token."""
+    """Refuse the request unless it carries a live API key as a Bearer token, and one of scope
+    `operate` if it writes (401 without a key, 403 for a read key)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     session = get_session()
-    valid = scheme.lower() == "bearer" and first_read(session, lambda: api_key_valid(session, token.strip()))
-    if request.method not in _READS:
+    scope = None
+    if scheme.lower() == "bearer":
+        scope = first_read(session, lambda: api_key_scope(session, token.strip()))
+    writes = request.method not in _READS
+    if writes:
         # A view that writes (a replay) runs transactions of its own. One that reads goes on in
         # this one, on the same pooled connection: one checkout a request.
         session.rollback()
-    if not valid:
+    if scope is None:
         raise Unauthorized("missing, invalid or revoked API key")
+    if writes and scope != ApiScope.operate:
+        raise Forbidden(f"this API key may only read; {request.method} needs a key of scope operate")
 
 
 def protected_blueprint(name: str, import_name: str, description: str) -> Blueprint:

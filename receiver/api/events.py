@@ -47,11 +47,18 @@ def get_event(event_id: int) -> RawEvent:
 
 
 @blp.route("/<int:event_id>/replay", methods=["POST"])
-@blp.response(200, ReplaySchema)
+@blp.response(200, ReplaySchema, description="stored (or a duplicate of what is stored)")
+@blp.alt_response(202, schema=ReplaySchema, description="kept, still not understood (accepted)")
+@blp.alt_response(422, schema=ReplaySchema, description="fails validation again (quarantined), with errors")
+@blp.alt_response(403, schema=ErrorSchema, description="a read API key: replay needs scope operate")
 @blp.alt_response(409, schema=ErrorSchema, description="the event was processed already")
 @documented(blp, not_found="no such raw event")
-def replay_event(event_id: int) -> dict[str, Any]:
-    """Parse a pending or quarantined raw event again and store what it says."""
+def replay_event(event_id: int) -> tuple[dict[str, Any], int]:
+    """Parse a pending or quarantined raw event again and store what it says.
+
+    Answers as the webhook would have answered the event now (the same HTTP code and body), with
+    the raw event as it is afterwards under `event`.
+    """
     session = get_session()
     try:
         outcome = replay.replay_one(
@@ -62,4 +69,4 @@ def replay_event(event_id: int) -> dict[str, Any]:
     except replay.NotReplayable as exc:
         raise Conflict(str(exc)) from None
     event = session.get(RawEvent, event_id, populate_existing=True)
-    return {"code": outcome.code, "message": outcome.message, "event": event}
+    return {**outcome.answer(), "event": event}, outcome.code

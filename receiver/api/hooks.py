@@ -64,16 +64,7 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
             recordings_queue.enqueue(outcome.new_recordings)
         except Exception:  # committed already: the worker's sweep finds pending recordings
             current_app.logger.exception("could not hand recordings to the worker")
-    if outcome.code == 422:
-        return error_response(422, "validation failed", outcome.errors, event=outcome.raw_event_id)
-    return jsonify(
-        {
-            "status": "OK",
-            "code": outcome.code,
-            "message": outcome.message,
-            "events": outcome.events,
-        }
-    ), outcome.code
+    return jsonify(outcome.answer()), outcome.code
 
 
 def _source_named(session: orm.Session, name: str) -> Source | None:

@@ -1,20 +1,37 @@
-"""GET /api/v1/recordings/<id>/audio: a stored recording's file, with its type and an ETag."""
+"""GET /api/v1/recordings (by state, with their call ids), and /api/v1/recordings/<id>/audio: a
+stored recording's file, with its type and an ETag."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from flask import Response, current_app, send_file
+from marshmallow import RAISE
 
+from .. import queries
 from ..db import get_session
 from ..errors import NotFound
 from ..models import Recording, RecordingState
 from ..recordings import storage_path
-from ..schemas.api import ErrorSchema
+from ..schemas.api import ErrorSchema, RecordingItemSchema, RecordingPageSchema
+from ..schemas.args import RecordingArgsSchema
+from . import rows
 from .auth import protected_blueprint
-from .lists import valid_id
+from .lists import csv_documented, documented, list_or_export, valid_id
 
-blp = protected_blueprint("recordings", __name__, "Downloaded call recordings")
+blp = protected_blueprint("recordings", __name__, "Call recordings and their downloads")
+recording_rows = rows.Resource(RecordingItemSchema(), Recording)
+
+
+@blp.route("")
+@blp.arguments(RecordingArgsSchema, location="query", unknown=RAISE)
+@blp.response(200, RecordingPageSchema)
+@csv_documented(blp)
+@documented(blp)
+def list_recordings(args: dict[str, Any]) -> Response:
+    """List recordings, newest first, e.g. `?state=failed`, each with its call id; or export them as CSV."""
+    return list_or_export(queries.RECORDINGS, args, recording_rows)
 
 
 @blp.route("/<int:recording_id>/audio")

@@ -130,6 +130,7 @@ def import_command(where: str, batch: int) -> None:
             recordings_dir=config["RECORDINGS_DIR"],
             batch=batch,
             progress=_progress(),
+            country_code=config["DEFAULT_COUNTRY_CODE"],
         )
     click.echo(f"{result.where}: imported {_counts(result.inserted)}")
     if result.present:

@@ -12,7 +12,7 @@ import base64
 import gzip
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,7 +22,8 @@ from typing import IO, Any
 import sqlalchemy as sa
 
 from ..db import UTCDateTime
-from ..models import Call, InboundMessage, Message, MessageEvent, OptOut, RawEvent, Recording
+from ..models import Call, ContactEvent, InboundMessage, Message, MessageEvent, OptOut, RawEvent, Recording
+from ..numbers import canonical
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -80,12 +81,13 @@ CALLS = Kind(
     "call_id",
 )
 OPT_OUTS = Kind("opt_outs", OptOut.__table__, "received_at")  # type: ignore[arg-type]
+CONTACTS = Kind("contact_events", ContactEvent.__table__, "received_at")  # type: ignore[arg-type]
 
 # Parents before children: the order of export and import (foreign keys point at raw_events).
-KINDS: tuple[Kind, ...] = (RAW, MESSAGES, INBOUND, CALLS, OPT_OUTS)
+KINDS: tuple[Kind, ...] = (RAW, MESSAGES, INBOUND, CALLS, OPT_OUTS, CONTACTS)
 KINDS_BY_NAME = {kind.name: kind for kind in KINDS}
 # Referrers before referenced: the order of pruning.
-PRUNE_ORDER: tuple[Kind, ...] = (MESSAGES, INBOUND, CALLS, OPT_OUTS, RAW)
+PRUNE_ORDER: tuple[Kind, ...] = (MESSAGES, INBOUND, CALLS, OPT_OUTS, CONTACTS, RAW)
 TABLES: tuple[sa.Table, ...] = tuple(t for kind in KINDS for t in (kind.table, kind.child) if t is not None)
 
 
@@ -217,9 +219,45 @@ def line_and_day(kind: Kind, row: sa.Row[Any], children: list[sa.Row[Any]] | Non
     return dumps(data), data[kind.time_column][:10]
 
 
-def line(kind: Kind, row: sa.Row[Any], children: list[sa.Row[Any]] | None = None) -> str:
-    """The archive line of one row (with its children, for messages and calls)."""
-    return line_and_day(kind, row, children)[0]
+def line(
+    kind: Kind,
+    row: sa.Row[Any],
+    children: list[sa.Row[Any]] | None = None,
+    columns: Mapping[str, Collection[str]] | None = None,
+) -> str:
+    """The archive line of one row (with its children, for messages and calls).
+
+    With `columns` (each table's archived columns), only those: the line an archive made before
+    the other columns existed holds for the same row.
+    """
+    if columns is None:
+        return line_and_day(kind, row, children)[0]
+    data = {k: v for k, v in CODECS[kind.table.name].encode(row).items() if k in columns[kind.table.name]}
+    if kind.child is not None:
+        codec, kept = CODECS[kind.child.name], columns[kind.child.name]
+        data[kind.child_key] = [  # type: ignore[index]
+            {k: v for k, v in codec.encode(child).items() if k in kept} for child in children or []
+        ]
+    return dumps(data)
+
+
+# Columns derived from others (the canonical form of a number), by table: an archive made before
+# they existed lacks them, and import fills them in as ingest would have.
+DERIVED_NUMBERS: dict[str, dict[str, str]] = {
+    "messages": {"mobile_canonical": "mobile"},
+    "inbound_messages": {"from_canonical": "from_number", "to_canonical": "to_number"},
+    "calls": {"from_canonical": "from_number", "to_canonical": "to_number"},
+    "opt_outs": {"number_canonical": "receiver"},
+    "contact_events": {"number_canonical": "number"},
+}
+
+
+def fill_derived(table: str, row: dict[str, Any], country_code: str) -> dict[str, Any]:
+    """Give a decoded row the derived columns its archive lacks."""
+    for target, source in DERIVED_NUMBERS.get(table, {}).items():
+        if target not in row:
+            row[target] = canonical(row.get(source), country_code)
+    return row
 
 
 def data_path(kind: Kind, day: str) -> str:

@@ -18,6 +18,7 @@ SELECTION = {
     "inbound_messages": "received_at < before",
     "calls": "received_at < before, each with all its recordings (files under recordings/)",
     "opt_outs": "received_at < before",
+    "contact_events": "received_at < before",
 }
 
 

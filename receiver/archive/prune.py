@@ -73,7 +73,7 @@ def prune(
             for path in paths:
                 with dest.open(name, path) as stream:
                     for lines in _batches(iter_raw_lines(stream), batch):
-                        _prune_batch(engine, kind, lines, result)
+                        _prune_batch(engine, kind, lines, result, _older(verified.manifest, kind))
                         bar.update(len(lines))
     return result
 
@@ -90,13 +90,30 @@ def _batches(lines: Iterator[bytes], size: int) -> Iterator[list[tuple[Any, str]
         yield chunk
 
 
+def _older(manifest: Manifest, kind: Kind) -> dict[str, set[str]] | None:
+    """The archived columns of the kind's tables when the archive lacks some of today's (it was
+    made before they existed), else None."""
+    tables = [t for t in (kind.table, kind.child) if t is not None]
+    archived = {t.name: set(manifest.columns.get(t.name) or t.c.keys()) for t in tables}
+    if all(archived[t.name] >= set(t.c.keys()) for t in tables):
+        return None
+    return archived
+
+
 def _lock(conn: sa.Connection) -> None:
     """Make the batch's compare-then-delete atomic on SQLite (PostgreSQL locks the rows instead)."""
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _prune_batch(engine: sa.Engine, kind: Kind, lines: list[tuple[Any, str]], result: PruneResult) -> None:
+def _prune_batch(
+    engine: sa.Engine,
+    kind: Kind,
+    lines: list[tuple[Any, str]],
+    result: PruneResult,
+    archived: dict[str, set[str]] | None,
+) -> None:
+    """Delete the rows whose current line (in the archive's columns) is the archived one."""
     table = kind.table
     ids = [row_id for row_id, _ in lines]
     with engine.connect() as conn:
@@ -114,7 +131,7 @@ def _prune_batch(engine: sa.Engine, kind: Kind, lines: list[tuple[Any, str]], re
             )
             for child in conn.execute(stmt):
                 children[child._mapping[kind.child_fk]].append(child)  # type: ignore[index]
-        current = {row.id: line(kind, row, children[row.id]) for row in rows}
+        current = {row.id: line(kind, row, children[row.id], archived) for row in rows}
         same = [row_id for row_id, text in lines if current.get(row_id) == text]
         result.gone[table.name] += len(ids) - len(current)
         result.changed[table.name] += len(current) - len(same)

@@ -2,7 +2,9 @@
 
 Rows keep their ids. A row already present (same key or same unique value) is left as it is, so
 importing twice, or into a database that still holds some of the rows, is safe. Parents go first
-(raw events, then messages with their events, inbound, calls with their recordings, opt-outs).
+(raw events, then messages with their events, inbound, calls with their recordings, opt-outs,
+contact events). An archive made before a column existed imports too: a derived column it lacks
+(the canonical form of a number) is computed as ingest would have.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
+from ..numbers import DEFAULT_COUNTRY_CODE
 from ..recordings import storage_path
 from .destination import CHUNK, Destination
-from .format import CODECS, KINDS, RECORDINGS, TABLES, ArchiveError, Kind, iter_lines
+from .format import CODECS, KINDS, RECORDINGS, TABLES, ArchiveError, Kind, fill_derived, iter_lines
 from .manifest import Manifest
 from .verify import verify_archive
 
@@ -46,8 +49,12 @@ def import_archive(
     recordings_dir: str | os.PathLike[str],
     batch: int = BATCH,
     progress: bool = False,
+    country_code: str = DEFAULT_COUNTRY_CODE,
 ) -> ImportResult:
     """Verify an archive, then insert its rows and restore its recording files.
+
+    `country_code` (DEFAULT_COUNTRY_CODE) completes national numbers of rows from an archive made
+    before numbers had a canonical form.
 
     :raises ArchiveError: the archive does not verify, its columns do not fit this schema, or a
         row cannot be inserted (the batch is rolled back; earlier batches stay, rerun is safe).
@@ -62,7 +69,7 @@ def import_archive(
             for path in paths:
                 with dest.open(name, path) as stream:
                     for rows in _chunks(iter_lines(stream), batch):
-                        _insert_batch(engine, kind, rows, result, path)
+                        _insert_batch(engine, kind, rows, result, path, country_code)
                         bar.update(len(rows))
     for path, entry in sorted(verified.manifest.files.items()):
         if path.startswith(RECORDINGS + "/"):
@@ -106,7 +113,12 @@ def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) ->
 
 
 def _insert_batch(
-    engine: sa.Engine, kind: Kind, rows: list[dict[str, Any]], result: ImportResult, path: str
+    engine: sa.Engine,
+    kind: Kind,
+    rows: list[dict[str, Any]],
+    result: ImportResult,
+    path: str,
+    country_code: str,
 ) -> None:
     codec = CODECS[kind.table.name]
     parents: list[dict[str, Any]] = []
@@ -115,7 +127,7 @@ def _insert_batch(
         if kind.child is not None:
             child_codec = CODECS[kind.child.name]
             children += [child_codec.decode(child) for child in row.pop(kind.child_key)]  # type: ignore[arg-type]
-        parents.append(codec.decode(row))
+        parents.append(fill_derived(kind.table.name, codec.decode(row), country_code))
     try:
         with engine.begin() as conn:
             inserted = _insert(conn, kind.table, parents)

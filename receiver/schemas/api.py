@@ -103,6 +103,75 @@ class RecordingSchema(ApiSchema):
     last_error = fields.String(dump_only=True, allow_none=True)
 
 
+class RecordingItemSchema(RecordingSchema):
+    """A recording in the list of recordings: with its call and its times."""
+
+    call_id = fields.Integer(dump_only=True)
+    url_expires_at = UTCDateTime(
+        dump_only=True, metadata={"description": "When the webhook's recording URL stops working."}
+    )
+    next_attempt_at = UTCDateTime(dump_only=True, allow_none=True)
+    stored_at = UTCDateTime(dump_only=True, allow_none=True)
+    created_at = UTCDateTime(dump_only=True)
+    updated_at = UTCDateTime(dump_only=True)
+
+
+class OptOutSchema(ApiSchema):
+    """An opt-out (unsubscription) the platform reported."""
+
+    id = fields.Integer(dump_only=True)
+    source = fields.String(dump_only=True)
+    channel = fields.String(
+        dump_only=True, allow_none=True, metadata={"description": "null when neither payload nor URL said."}
+    )
+    number = fields.String(
+        dump_only=True, allow_none=True, attribute="receiver", metadata={"description": "As received."}
+    )
+    type = fields.String(dump_only=True, allow_none=True, metadata={"description": "all, sender or category"})
+    value = fields.String(dump_only=True, allow_none=True)
+    status = fields.String(dump_only=True, allow_none=True)
+    provider_id = fields.String(dump_only=True, allow_none=True)
+    occurred_at = UTCDateTime(dump_only=True, allow_none=True)
+    received_at = UTCDateTime(dump_only=True)
+    raw_event_id = fields.Integer(dump_only=True)
+
+
+class OptOutCheckSchema(ApiSchema):
+    """Whether a number opted out, and of which channels."""
+
+    number = fields.String(dump_only=True, metadata={"description": "The number, in canonical form."})
+    opted_out = fields.Boolean(dump_only=True)
+    channels = fields.List(
+        fields.String(allow_none=True),
+        dump_only=True,
+        metadata={"description": "The channels its opt-outs named; null for one that named none."},
+    )
+
+
+class ContactEventSchema(ApiSchema):
+    """A contact created or updated in the provider's contact book."""
+
+    id = fields.Integer(dump_only=True)
+    source = fields.String(dump_only=True)
+    contact_id = fields.String(
+        dump_only=True, allow_none=True, metadata={"description": "The provider's id."}
+    )
+    identity = fields.String(dump_only=True, allow_none=True)
+    number = fields.String(dump_only=True, allow_none=True)
+    email = fields.String(dump_only=True, allow_none=True)
+    first_name = fields.String(dump_only=True, allow_none=True)
+    last_name = fields.String(dump_only=True, allow_none=True)
+    status = fields.String(
+        dump_only=True, allow_none=True, metadata={"description": "e.g. Subscriber created successfully"}
+    )
+    occurred_at = UTCDateTime(dump_only=True, allow_none=True)
+    received_at = UTCDateTime(dump_only=True)
+    raw_event_id = fields.Integer(dump_only=True)
+    contact = fields.Dict(
+        dump_only=True, allow_none=True, metadata={"description": "The object as received."}
+    )
+
+
 class CallSchema(ApiSchema):
     """The flat part of a call: one CSV row. `service` is the provider's `source` (OBD, C2C)."""
 
@@ -148,6 +217,10 @@ class EventSchema(ApiSchema):
     kinds = fields.List(fields.String(allow_none=True), dump_only=True, allow_none=True)
     errors = fields.Dict(dump_only=True, allow_none=True)
     processed_at = UTCDateTime(dump_only=True, allow_none=True)
+    replays = fields.Integer(dump_only=True, metadata={"description": "How many times it was replayed."})
+    replayed_at = UTCDateTime(
+        dump_only=True, allow_none=True, metadata={"description": "When it was last replayed."}
+    )
 
 
 class EventDetailSchema(EventSchema):
@@ -173,10 +246,20 @@ def _utf8(body: bytes) -> str | None:
 
 
 class ReplaySchema(ApiSchema):
-    """How a replay went: the answer ingest would give now, and the event afterwards."""
+    """How a replay went: the webhook's answer to the event now (its HTTP code is the answer's),
+    and the raw event afterwards."""
 
-    code = fields.Integer(dump_only=True)
-    message = fields.String(dump_only=True)
+    status = fields.String(dump_only=True, metadata={"description": "`OK`, or `ERROR` (422)."})
+    code = fields.Integer(dump_only=True, metadata={"description": "200, 202 or 422: the HTTP code."})
+    message = fields.String(
+        dump_only=True, metadata={"description": "stored, duplicate, accepted or validation failed"}
+    )
+    events = fields.List(
+        fields.Raw(),
+        dump_only=True,
+        metadata={"description": "200 and 202: the ids of what it stored (as the webhook answers)."},
+    )
+    errors = fields.Dict(dump_only=True, metadata={"description": "422: what is wrong, field by field."})
     event = fields.Nested(EventSchema, dump_only=True)
 
 
@@ -200,6 +283,9 @@ MessagePageSchema = page_schema(MessageDetailSchema, "MessagePageSchema")
 InboundPageSchema = page_schema(InboundSchema, "InboundPageSchema")
 CallPageSchema = page_schema(CallDetailSchema, "CallPageSchema")
 EventPageSchema = page_schema(EventSchema, "EventPageSchema")
+OptOutPageSchema = page_schema(OptOutSchema, "OptOutPageSchema")
+RecordingPageSchema = page_schema(RecordingItemSchema, "RecordingPageSchema")
+ContactEventPageSchema = page_schema(ContactEventSchema, "ContactEventPageSchema")
 
 
 class ErrorSchema(ApiSchema):

@@ -9,10 +9,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from typing import Any, ClassVar
 
+from flask import current_app
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from .. import queries
-from ..models import RawState, Status
+from ..models import RawState, RecordingState, Status
+from ..numbers import canonical
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -29,6 +31,26 @@ def Text(max_length: int, description: str) -> fields.String:  # noqa: N802 (a f
         validate=[validate.Length(min=1, max=max_length), _NO_NUL],
         metadata={"description": description},
     )
+
+
+class Number(fields.String):
+    """A phone number filter, matched in canonical form: digits with the country code, so that
+    `+91 98450-12345`, `00919845012345`, `919845012345` and `9845012345` find the same rows."""
+
+    def __init__(self, max_length: int, description: str, **kwargs: Any) -> None:
+        super().__init__(
+            validate=[validate.Length(min=1, max=max_length), _NO_NUL],
+            metadata={
+                "description": f"{description} Any spelling: with or without `+`, `00`, the country "
+                "code (DEFAULT_COUNTRY_CODE for a national number), spaces or dashes.",
+                "example": "+91 98450-12345",
+            },
+            **kwargs,
+        )
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        return canonical(text, current_app.config["DEFAULT_COUNTRY_CODE"]) or text
 
 
 class Moment(fields.Field):
@@ -110,38 +132,75 @@ class ListArgsSchema(Schema):
 class MessageArgsSchema(ListArgsSchema):
     listing = queries.MESSAGES
 
-    mobile = Text(64, "The recipient's number, exactly as the provider sends it.")
+    mobile = Number(64, "The recipient's number.")
     status = fields.Enum(Status, metadata={"description": "Canonical status."})
+    provider_status = Text(255, "The provider's own status code, exactly, e.g. DNDNUMB or delivered.")
     channel = fields.String(validate=validate.OneOf(CHANNELS))
     custom = Text(255, "The `custom` reference given when sending.")
     source = Text(64, "The receiver source (webhook) it came through.")
+    operator = Text(255, "The operator, exactly as the provider names it, e.g. Jio.")
+    region = Text(255, "The region, exactly as the provider names it, e.g. Bangalore.")
+    sender = Text(255, "The sender id or number, exactly as the provider sends it.")
 
 
 class InboundArgsSchema(ListArgsSchema):
     listing = queries.INBOUND
 
-    to = Text(128, "The number, keyword line or bot it was sent to.")
+    to = Number(128, "The number, keyword line or bot it was sent to.")
     channel = fields.String(validate=validate.OneOf(CHANNELS))
     source = Text(64, "The receiver source (webhook) it came through.")
 
     class Meta(ListArgsSchema.Meta):
-        include = {"from": Text(128, "The sender's number or id.")}
+        include = {"from": Number(128, "The sender's number or id.")}
 
 
 class CallArgsSchema(ListArgsSchema):
     listing = queries.CALLS
 
-    to = Text(64, "The called number.")
+    to = Number(64, "The called number.")
     mid = Text(128, "The provider's message id of an outbound (OBD) call.")
     status = Text(32, "The provider's own call status, e.g. ANSWER.")
     source = Text(64, "The receiver source (webhook) it came through.")
 
     class Meta(ListArgsSchema.Meta):
-        include = {"from": Text(64, "The calling number.")}
+        include = {"from": Number(64, "The calling number.")}
 
 
 class EventArgsSchema(ListArgsSchema):
     listing = queries.EVENTS
 
     state = fields.Enum(RawState, metadata={"description": "Processing state."})
+    source = Text(64, "The receiver source (webhook) it came through.")
+
+
+class OptOutArgsSchema(ListArgsSchema):
+    listing = queries.OPT_OUTS
+
+    number = Number(64, "The number that opted out.")
+    channel = Text(32, "The channel the opt-out named (sms, whatsapp, rcs, viber, voice).")
+    source = Text(64, "The receiver source (webhook) it came through.")
+
+
+class OptOutCheckArgsSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    number = Number(64, "The number to look up.", required=True)
+
+
+class RecordingArgsSchema(ListArgsSchema):
+    listing = queries.RECORDINGS
+
+    state = fields.Enum(RecordingState, metadata={"description": "Download state."})
+    call_id = fields.Integer(
+        validate=validate.Range(min=1, max=2**63 - 1), metadata={"description": "The call it belongs to."}
+    )
+
+
+class ContactArgsSchema(ListArgsSchema):
+    listing = queries.CONTACTS
+
+    number = Number(64, "The contact's number.")
+    identity = Text(255, "The contact's identity (an e-mail address or a number), exactly.")
+    contact_id = Text(255, "The provider's id of the contact.")
     source = Text(64, "The receiver source (webhook) it came through.")

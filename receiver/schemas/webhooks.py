@@ -10,6 +10,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validates_schema
 
+from ..numbers import is_number
 from .fields import LONG, Amount, Integer, Text, Timestamp, UnixTime
 
 
@@ -203,10 +204,11 @@ class VoiceSchema(VendorSchema):
 
 
 class UnsubscriptionSchema(VendorSchema):
-    """An opt-out (`<channel>:unsubscription`)."""
+    """An opt-out (`<channel>:unsubscription`); `channel` may come from the URL's `?channel=`."""
 
     id = Text()
     receiver = Text(required=True)
+    channel = Text(max_length=32)
     type = Text()
     value = Text()
     status = Text(max_length=LONG)
@@ -219,8 +221,42 @@ class UnsubscriptionSchema(VendorSchema):
         return data
 
 
+class ContactSchema(VendorSchema):
+    """A contact created or updated (`contacts:subscriber:subscription`): a flat contact object."""
+
+    id = Text()
+    identity = Text()
+    number = Text()
+    email = Text()
+    first_name = Text()
+    last_name = Text()
+    status = Text(max_length=LONG)
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+    @pre_load
+    def aliases(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Find the number and e-mail address, which may be the contact's identity."""
+        data = dict(data)
+        _alias(data, "number", "mobile", "phone", "msisdn", "phone_number")
+        identity = data.get("identity")
+        if isinstance(identity, str | int) and not isinstance(identity, bool):
+            text = str(identity).strip()
+            if data.get("number") in (None, "") and is_number(text):
+                data["number"] = text
+            if data.get("email") in (None, "") and "@" in text:
+                data["email"] = text
+        return data
+
+    @validates_schema
+    def names_someone(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not any(data.get(key) for key in ("id", "identity", "number", "email")):
+            raise ValidationError("A contact needs an id, an identity, a number or an e-mail address.")
+
+
 sms_status_schema = SmsStatusSchema()
 channel_status_schema = ChannelStatusSchema()
 inbound_schema = InboundSchema()
 voice_schema = VoiceSchema()
 unsubscription_schema = UnsubscriptionSchema()
+contact_schema = ContactSchema()
