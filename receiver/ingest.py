@@ -111,10 +111,7 @@ def _parse(
     events: list[payloads.Event] | None = None
     errors: dict[str, Any] | None = None
     try:
-        events = payloads.load(
-            payloads.decode(payloads.content_type_of(request.headers), request.query_string, request.body),
-            request.kind_hint,
-        )
+        events = payloads.read(request.headers, request.query_string, request.body, request.kind_hint)
     except payloads.PayloadError as exc:
         errors = exc.errors
     raw = {
@@ -183,10 +180,7 @@ def reprocess(session: orm.Session, raw_id: int, settings: Settings) -> Outcome:
                 # Processed already, by a replay that held the lock before this one.
                 return Outcome(200, "duplicate", raw.id, kinds=list(raw.kinds or []))
             try:
-                events = payloads.load(
-                    payloads.decode(payloads.content_type_of(raw.headers), raw.query_string, raw.body),
-                    raw.kind_hint,
-                )
+                events = payloads.read(raw.headers, raw.query_string, raw.body, raw.kind_hint)
             except payloads.PayloadError as exc:
                 raw.state, raw.errors, raw.processed_at = RawState.quarantined, exc.errors, utcnow()
                 return Outcome(422, "validation failed", raw.id, errors=exc.errors)
@@ -262,10 +256,7 @@ def _repeat(session: orm.Session, source: str, fp: str, settings: Settings) -> O
         return Outcome(422, "validation failed", raw.id, errors=raw.errors)
     if raw.state == RawState.pending:
         return Outcome(202, "accepted", raw.id)
-    events = payloads.load(
-        payloads.decode(payloads.content_type_of(raw.headers), raw.query_string, raw.body),
-        raw.kind_hint,
-    )
+    events = payloads.read(raw.headers, raw.query_string, raw.body, raw.kind_hint)
     writer = Writer(session, raw.id, source, raw.received_at, settings)
     refs = [writer.reference(e) for e in events if e.kind is not None]
     return Outcome(200, "duplicate", raw.id, events=refs, kinds=[e.kind for e in events])
