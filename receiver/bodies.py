@@ -78,9 +78,14 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON value")
 
 
-def decode(content_type: str, query_string: str, body: bytes) -> list[dict[str, Any]]:
-    """Return the request's payload objects: a JSON array gives several, anything else one."""
+def decode(content_type: str, query_string: str, body: bytes, max_events: int) -> list[dict[str, Any]]:
+    """Return the request's payload objects: a JSON array gives several (at most `max_events`,
+    so that one request never holds the database for long), anything else one."""
     items = _items(content_type, query_string, body)
+    if len(items) > max_events:
+        raise PayloadError(
+            {"body": [f"The array holds {len(items)} events; at most {max_events} are taken in one request."]}
+        )
     check_values(items)
     return items
 

@@ -162,6 +162,8 @@ def load(items: list[dict[str, Any]], url_kind: str | None) -> list[Event]:
     return events
 
 
-def read(headers: dict[str, Any], query_string: str, body: bytes, url_kind: str | None) -> list[Event]:
+def read(
+    headers: dict[str, Any], query_string: str, body: bytes, url_kind: str | None, max_events: int
+) -> list[Event]:
     """The events of a request as it is stored; PayloadError says why there are none."""
-    return load(decode(content_type_of(headers), query_string, body), url_kind)
+    return load(decode(content_type_of(headers), query_string, body, max_events), url_kind)

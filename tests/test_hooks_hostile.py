@@ -236,3 +236,42 @@ def test_a_stored_query_string_replays_as_it_was_first_read(client, source_secre
         assert (outcome.code, outcome.events) == (200, ["q:3"])
         message = session.get(Message, "q:3")
         assert (message.mobile, message.custom1, message.custom2) == ("+91 98450", "€", "second")
+
+
+# -- large arrays -------------------------------------------------------------------------------
+
+
+def test_an_array_over_max_events_is_quarantined_whole(hooks, app):
+    """One request may not hold the database (and SQLite's single writer) for seconds."""
+    body = [sms(id=f"many:{i}") for i in range(1001)]
+    response = hooks.post(body)
+    _quarantined(app, response, "body", "1001 events", "at most 1000")
+
+
+def test_reports_in_an_array_are_stored_as_one_by_one(hooks, app, api):
+    """Status reports of distinct messages are written together; a message named twice, one
+    already stored and a status seen before all end as they would one request at a time."""
+    assert hooks.post(sms(id="arr:a", status="AWAITING-DLR")).status_code == 200
+    array = [
+        sms(id="arr:a", status="DELIVRD", deliv_at="1701086585"),
+        sms(id="arr:b", status="UNDELIV"),
+        sms(id="arr:c", status="AWAITING-DLR"),
+        sms(id="arr:c", status="DELIVRD"),
+        sms(id="arr:d", status="DELIVRD", custom="d-custom"),
+        sms(id="arr:a", status="AWAITING-DLR"),
+    ]
+    response = hooks.post(array)
+    assert response.status_code == 200
+    assert response.get_json()["events"] == ["arr:a", "arr:b", "arr:c", "arr:c", "arr:d", "arr:a"]
+    statuses = {m: api(f"/api/v1/messages/{m}").get_json() for m in ("arr:a", "arr:b", "arr:c", "arr:d")}
+    assert {m: body["status"] for m, body in statuses.items()} == {
+        "arr:a": "delivered",
+        "arr:b": "failed",
+        "arr:c": "delivered",
+        "arr:d": "delivered",
+    }
+    assert [e["provider_status"] for e in statuses["arr:a"]["events"]] == ["AWAITING-DLR", "DELIVRD"]
+    assert len(statuses["arr:c"]["events"]) == 2
+    assert statuses["arr:d"]["custom"] == "d-custom"
+    assert row_counts(app)["message_events"] == 6
+    assert hooks.post(array).get_json()["message"] == "duplicate"
