@@ -24,7 +24,7 @@ from .schemas.webhooks import (
     voice_schema,
 )
 
-# The kinds a URL may name (SPEC §3); `None` means: recognise it from the payload.
+# The kinds a URL may name; `None` means: recognise it from the payload.
 URL_KINDS = ("sms-status", "sms-inbound", "whatsapp", "rcs", "viber", "voice", "unsubscription")
 CHANNELS = ("whatsapp", "rcs", "viber")
 
