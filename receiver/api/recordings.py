@@ -9,7 +9,7 @@ from flask import Response, current_app, send_file
 from ..db import get_session
 from ..errors import NotFound
 from ..models import Recording, RecordingState
-from ..recordings import storage_path
+from ..recording_files import storage_path
 from ..schemas.api import ErrorSchema
 from .auth import protected_blueprint
 from .lists import valid_id
