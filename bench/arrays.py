@@ -52,7 +52,7 @@ def run(size: int, app: Any, secret: str, round_: int, max_events: int) -> dict[
     body = items(size, f"r{round_}-")
     started = time.perf_counter()
     try:
-        payloads.read({"Content-Type": "application/json"}, "", body, None)
+        payloads.read({"Content-Type": "application/json"}, "", body, None, max_events)
     except payloads.PayloadError:
         pass  # over MAX_EVENTS_PER_REQUEST: refused before validating
     parse = time.perf_counter() - started
@@ -113,7 +113,7 @@ def main() -> None:
     with app.extensions["receiver.db"].new_session() as session:
         secret = add_source(session, "bench", secret="bench-secret-0123").secret
     for round_, size in enumerate(int(s) for s in args.sizes.split(",")):
-        result = run(size, app, secret, round_, 0)
+        result = run(size, app, secret, round_, app.config["MAX_EVENTS_PER_REQUEST"])
         print(json.dumps(result), flush=True)
 
 
