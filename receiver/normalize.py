@@ -239,8 +239,8 @@ class Writer:
     def _message_events(self, reports: dict[int, _Report]) -> dict[int, tuple[Any, bool]]:
         """`_message_event` for reports of distinct messages: one INSERT per table.
 
-        Rows go in by message id, so that two requests inserting the same messages wait on
-        each other in the same order (never a deadlock).
+        Rows go in by message id, so that two arrays inserting the same messages wait on each
+        other in one order rather than deadlock.
         """
         now = utcnow()
         ordered = sorted(reports.values(), key=lambda report: report.message_id)
