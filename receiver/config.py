@@ -38,6 +38,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "DEFAULT_COUNTRY_CODE": (DEFAULT_COUNTRY_CODE, parse_country_code),
     "PROVIDER_RATE_LIMIT": (1000, int),
     "MAX_BODY_BYTES": (1048576, int),
+    "MAX_EVENTS_PER_REQUEST": (1000, int),
     "DOWNLOAD_ALLOWED_HOSTS": ([], _hosts),
     "DOWNLOAD_ALLOW_PRIVATE": (False, _bool),
     "DOWNLOAD_ALLOW_HTTP": (False, _bool),

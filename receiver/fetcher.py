@@ -31,6 +31,9 @@ METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
 )
 MAX_REDIRECTS = 5
+# IPv6 prefixes that carry an IPv4 address (RFC 6052 NAT64: the well-known and the local-use one).
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 
 
 class FetchError(Exception):
@@ -112,10 +115,47 @@ def check_url(url: str, policy: Policy) -> httpx.URL:
 
 
 def address_refusal(address: str, policy: Policy) -> str | None:
-    """Why an address may not be connected to, or None when it may."""
+    """Why an address may not be connected to, or None when it may.
+
+    An IPv6 address that carries an IPv4 address (IPv4-mapped or -compatible, NAT64, 6to4,
+    Teredo) reaches that IPv4 host, so it is refused whenever the IPv4 address would be.
+    """
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return _refusal(ip.ipv4_mapped, policy)
+        for embedded in embedded_ipv4(ip):
+            reason = _refusal(embedded, policy)
+            if reason is not None:
+                return f"{ip} carries {embedded}: {reason}"
+    return _refusal(ip, policy)
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries, by each standard way of embedding one."""
+    value = int(ip)
+    found: list[ipaddress.IPv4Address] = []
+    if value >> 32 == 0 and value > 1:  # IPv4-compatible ::a.b.c.d (not :: or ::1)
+        found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+    if ip in NAT64:
+        found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+    if ip in NAT64_LOCAL:  # its prefix may be any RFC 6052 length that fits in the /48
+        found.extend(_rfc6052(value, length) for length in (48, 56, 64, 96))
+    if ip.sixtofour is not None:  # 2002::/16, the IPv4 address in bits 16-47
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:  # 2001::/32: the server, and the client (last 32 bits inverted)
+        found.extend(ip.teredo)
+    return found
+
+
+def _rfc6052(value: int, prefix_length: int) -> ipaddress.IPv4Address:
+    """The IPv4 address after an RFC 6052 prefix of this length (bits 64-71 are always zero)."""
+    without_u = ((value >> 64) << 56) | (value & ((1 << 56) - 1))  # 120 bits: drop bits 64-71
+    start = prefix_length if prefix_length <= 64 else prefix_length - 8
+    return ipaddress.IPv4Address((without_u >> (120 - start - 32)) & 0xFFFFFFFF)
+
+
+def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: Policy) -> str | None:
     if ip in METADATA_ADDRESSES:
         return f"{ip} is a cloud metadata address"
     if policy.allow_private:

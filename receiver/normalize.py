@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from . import payloads
-from .db import insert_new, utcnow
+from .db import insert_for, insert_new, utcnow
 from .models import (
     Call,
     ContactEvent,
@@ -37,6 +38,19 @@ from .statuses import canonical, supersedes
 
 # C2C records carry the time of sending (`date`, `unixtime`): a retry differs only there.
 _VOLATILE_CALL_KEYS = frozenset({"date", "unixtime"})
+STATUS_KINDS = ("sms-status", "channel-status")
+_MESSAGE_COLUMNS = tuple(column.key for column in Message.__table__.columns)
+
+
+@dataclass
+class _Report:
+    """A status report, ready to write: the message's fields and the status event's."""
+
+    message_id: str
+    fields: dict[str, Any]
+    status: Status
+    provider_status: str
+    occurred: datetime | None
 
 
 @dataclass
@@ -44,6 +58,7 @@ class Settings:
     timezone: ZoneInfo
     recording_url_ttl: int
     default_country_code: str
+    max_events: int  # items of a JSON array taken in one request
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -52,6 +67,7 @@ class Settings:
             timezone=ZoneInfo(config["PROVIDER_TIMEZONE"]),
             recording_url_ttl=config["RECORDING_URL_TTL"],
             default_country_code=config["DEFAULT_COUNTRY_CODE"],
+            max_events=config["MAX_EVENTS_PER_REQUEST"],
         )
 
 
@@ -97,11 +113,27 @@ class Writer:
         """INSERT ... ON CONFLICT DO NOTHING; the new row's primary key, or None if it existed."""
         return insert_new(self.session, model.__table__, values, keys)
 
+    def store_all(self, events: list[payloads.Event]) -> list[tuple[Any, bool]]:
+        """Write every event, in order; return what `store` returns for each.
+
+        Status reports of messages named once in the request go in one statement per table, as
+        writing them one by one would: different messages never touch the same rows. The rest,
+        a message reported twice among them, is written one event after the other.
+        """
+        reports = {i: self._report(e) for i, e in enumerate(events) if e.kind in STATUS_KINDS}
+        named = Counter(report.message_id for report in reports.values())
+        once = {i: report for i, report in reports.items() if named[report.message_id] == 1}
+        results = self._message_events(once) if len(once) > 1 else {}
+        for index, event in enumerate(events):
+            if index not in results:
+                results[index] = self.store(event)
+        return [results[index] for index in range(len(events))]
+
     def store(self, event: payloads.Event) -> tuple[Any, bool]:
         """Write one event; return (the resource's id, whether anything new was stored)."""
+        if event.kind in STATUS_KINDS:
+            return self._message_event(self._report(event))
         handler = {
-            "sms-status": self._sms_status,
-            "channel-status": self._channel_status,
             "inbound": self._inbound,
             "voice": self._voice,
             "unsubscription": self._unsubscription,
@@ -125,7 +157,12 @@ class Writer:
 
     # -- messages and their status history -------------------------------------------------
 
-    def _sms_status(self, event: payloads.Event) -> tuple[Any, bool]:
+    def _report(self, event: payloads.Event) -> _Report:
+        if event.kind == "sms-status":
+            return self._sms_report(event)
+        return self._channel_report(event)
+
+    def _sms_report(self, event: payloads.Event) -> _Report:
         d = event.data
         provider_status = d.get("status") or ""
         status = canonical(provider_status, channel="sms")
@@ -156,9 +193,9 @@ class Writer:
             "delivered_at": done if status in (Status.delivered, Status.read) else None,
         }
         occurred = done or sent or submitted
-        return self._message_event(d["id"], fields, status, provider_status, occurred)
+        return _Report(d["id"], fields, status, provider_status, occurred)
 
-    def _channel_status(self, event: payloads.Event) -> tuple[Any, bool]:
+    def _channel_report(self, event: payloads.Event) -> _Report:
         d = event.data
         channel = (d.get("channel") or event.channel or "whatsapp").lower()
         provider_status = d["status"]
@@ -180,60 +217,79 @@ class Writer:
             "delivered_at": delivered or (stamp if status == Status.delivered else None),
             "read_at": read or (stamp if status == Status.read else None),
         }
-        return self._message_event(d["id"], fields, status, provider_status, occurred)
+        return _Report(d["id"], fields, status, provider_status, occurred)
 
-    def _message_event(
-        self,
-        message_id: str,
-        fields: dict[str, Any],
-        status: Status,
-        provider_status: str,
-        occurred: datetime | None,
-    ) -> tuple[str, bool]:
+    def _message_row(self, report: _Report, now: datetime) -> dict[str, Any]:
+        return {
+            "id": report.message_id,
+            "source": self.source,
+            "status": report.status,
+            "provider_status": report.provider_status,
+            "status_at": report.occurred,
+            "created_at": now,
+            "updated_at": now,
+            **report.fields,
+        }
+
+    def _event_row(self, report: _Report) -> dict[str, Any]:
+        return {
+            "message_id": report.message_id,
+            "raw_event_id": self.raw_id,
+            "source": self.source,
+            "status": report.status,
+            "provider_status": report.provider_status,
+            "occurred_at": report.occurred,
+            "received_at": self.received_at,
+        }
+
+    def _message_event(self, report: _Report) -> tuple[str, bool]:
         now = utcnow()
-        created = self.insert(
-            Message,
-            {
-                "id": message_id,
-                "source": self.source,
-                "status": status,
-                "provider_status": provider_status,
-                "status_at": occurred,
-                "created_at": now,
-                "updated_at": now,
-                **fields,
-            },
-            ["id"],
-        )
-        event_id = self.insert(
-            MessageEvent,
-            {
-                "message_id": message_id,
-                "raw_event_id": self.raw_id,
-                "source": self.source,
-                "status": status,
-                "provider_status": provider_status,
-                "occurred_at": occurred,
-                "received_at": self.received_at,
-            },
-            ["message_id", "provider_status"],
-        )
+        created = self.insert(Message, self._message_row(report, now), ["id"])
+        event_id = self.insert(MessageEvent, self._event_row(report), ["message_id", "provider_status"])
         if event_id is None:
-            return message_id, False
+            return report.message_id, False
         if created is None:
-            self._merge(message_id, fields, status, provider_status, occurred, now)
-        return message_id, True
+            self._merge(report, now)
+        return report.message_id, True
 
-    def _merge(
-        self,
-        message_id: str,
-        fields: dict[str, Any],
-        status: Status,
-        provider_status: str,
-        occurred: datetime | None,
-        now: datetime,
-    ) -> None:
+    def _message_events(self, reports: dict[int, _Report]) -> dict[int, tuple[Any, bool]]:
+        """`_message_event` for reports of distinct messages: one INSERT per table.
+
+        Rows go in by message id, so that two arrays inserting the same messages wait on each
+        other in one order rather than deadlock.
+        """
+        now = utcnow()
+        ordered = sorted(reports.values(), key=lambda report: report.message_id)
+        messages = [self._message_row(report, now) for report in ordered]
+        messages = [{key: row.get(key) for key in _MESSAGE_COLUMNS} for row in messages]
+        created = set(self._insert_rows(Message, messages, ["id"], ["id"]))
+        events = [self._event_row(report) for report in ordered]
+        keys = ["message_id", "provider_status"]
+        new_events = set(self._insert_rows(MessageEvent, events, keys, keys))
+        results: dict[int, tuple[Any, bool]] = {}
+        for index, report in reports.items():
+            is_new = (report.message_id, report.provider_status) in new_events
+            if is_new and report.message_id not in created:
+                self._merge(report, now)
+            results[index] = (report.message_id, is_new)
+        return results
+
+    def _insert_rows(
+        self, model: type[Any], rows: list[dict[str, Any]], keys: list[str], returning: list[str]
+    ) -> list[Any]:
+        """INSERT ... ON CONFLICT (keys) DO NOTHING of many rows; `returning` of the new ones."""
+        table = model.__table__
+        statement = (
+            insert_for(self.session, table)
+            .on_conflict_do_nothing(index_elements=keys)
+            .returning(*(table.c[name] for name in returning))
+        )
+        result = self.session.execute(statement, rows)
+        return [row[0] if len(returning) == 1 else tuple(row) for row in result]
+
+    def _merge(self, report: _Report, now: datetime) -> None:
         """Fold a new report into an existing message, under a row lock."""
+        message_id, status, occurred = report.message_id, report.status, report.occurred
         message = self.session.scalars(
             sa.select(Message)
             .where(Message.id == message_id)
@@ -244,11 +300,11 @@ class Writer:
         ).one()
         changes: dict[str, Any] = {
             name: value
-            for name, value in fields.items()
+            for name, value in report.fields.items()
             if value is not None and getattr(message, name) is None
         }
         if supersedes(status, occurred, message.status, message.status_at):
-            changes.update(status=status, provider_status=provider_status, status_at=occurred)
+            changes.update(status=status, provider_status=report.provider_status, status_at=occurred)
         if changes:
             changes["updated_at"] = now
             self.session.execute(sa.update(Message).where(Message.id == message_id).values(**changes))

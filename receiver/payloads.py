@@ -1,21 +1,22 @@
-"""From request bytes to validated events: decode the body, recognise each event's kind, load it.
+"""From payload objects to validated events: recognise each event's kind, load it.
 
-Works on what the raw event stores (content type, redacted query, body), so that a stored
-request can be parsed again after a fix (replay) exactly as it was the first time.
+Works on what the raw event stores (content type, redacted query, body; decoded by
+receiver.bodies), so that a stored request can be parsed again after a fix (replay) exactly as
+it was the first time.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 from marshmallow import Schema, ValidationError
-from werkzeug.datastructures import Headers
-from werkzeug.formparser import parse_form_data
 
+from .bodies import PayloadError, content_type_of, decode
+
+__all__ = ["URL_KINDS", "Event", "PayloadError", "load", "read", "recognise"]
+from .schemas.fields import CHANNEL
 from .schemas.webhooks import (
     channel_status_schema,
     contact_schema,
@@ -28,8 +29,6 @@ from .schemas.webhooks import (
 # The kinds a URL may name (/hooks/<source>/<kind>); `None` means: recognise it from the payload.
 URL_KINDS = ("sms-status", "sms-inbound", "whatsapp", "rcs", "viber", "voice", "unsubscription")
 CHANNELS = ("whatsapp", "rcs", "viber")
-# Query parameters that authenticate rather than carry data.
-CREDENTIAL_PARAMS = frozenset({"secret", "token", "access_token"})
 
 _SCHEMAS: dict[str, Schema] = {
     "sms-status": sms_status_schema,
@@ -46,14 +45,6 @@ _CONTACT_STATUS = re.compile(r"\s*subscriber\s+(created|updated|deleted)\b", re.
 _CONTACT_KEYS = frozenset({"first_name", "middle_name", "last_name", "birth_date", "company", "gender"})
 
 
-class PayloadError(Exception):
-    """The request cannot be read as events; `errors` says why, field by field."""
-
-    def __init__(self, errors: dict[str, Any]) -> None:
-        super().__init__("invalid payload")
-        self.errors = errors
-
-
 @dataclass
 class Event:
     """One event of a request: its kind (`None` when not understood), channel and loaded fields."""
@@ -63,69 +54,6 @@ class Event:
     data: dict[str, Any]
     original: dict[str, Any]
     event_name: str | None = None
-
-
-def decode(content_type: str, query_string: str, body: bytes) -> list[dict[str, Any]]:
-    """Return the request's payload objects: a JSON array gives several, anything else one."""
-    query = {
-        key: value
-        for key, value in parse_qsl(query_string, keep_blank_values=True)
-        if key not in CREDENTIAL_PARAMS
-    }
-    mimetype = content_type.split(";", 1)[0].strip().lower()
-    stripped = body.strip()
-    if not stripped:
-        if not query:
-            raise PayloadError({"body": ["The request has no payload."]})
-        return [query]
-    if mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = _form(content_type, body)
-        return [{**query, **form}]
-    if mimetype.endswith("json") or stripped[:1] in (b"{", b"["):
-        try:
-            document = json.loads(body)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise PayloadError({"body": [f"Invalid JSON: {exc}"]}) from None
-        if isinstance(document, dict):
-            return [{**query, **document}]
-        if isinstance(document, list):
-            if not document:
-                raise PayloadError({"body": ["The JSON array holds no events."]})
-            bad = [str(i) for i, item in enumerate(document) if not isinstance(item, dict)]
-            if bad:
-                return _not_objects(bad)
-            return document
-        raise PayloadError({"body": ["The JSON body must be an object or an array of objects."]})
-    if b"=" in stripped and mimetype in ("", "text/plain", "application/octet-stream"):
-        try:
-            pairs = parse_qsl(stripped.decode(), keep_blank_values=True, strict_parsing=True)
-        except (UnicodeDecodeError, ValueError):
-            pairs = []
-        if pairs:
-            return [{**query, **dict(pairs)}]
-    raise PayloadError(
-        {"body": [f"Unsupported body ({mimetype or 'no content type'}): send JSON or a form."]}
-    )
-
-
-def _not_objects(indexes: list[str]) -> list[dict[str, Any]]:
-    raise PayloadError({index: ["Each item of the array must be a JSON object."] for index in indexes})
-
-
-def _form(content_type: str, body: bytes) -> dict[str, Any]:
-    import io
-
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "CONTENT_TYPE": content_type,
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-    }
-    _, form, files = parse_form_data(environ, silent=True)
-    data: dict[str, Any] = dict(form.items())
-    for name, storage in files.items():
-        data.setdefault(name, storage.filename or "")
-    return data
 
 
 def recognise(
@@ -235,6 +163,10 @@ def load(items: list[dict[str, Any]], url_kind: str | None) -> list[Event]:
     errors: dict[str, Any] = {}
     for index, item in enumerate(items):
         kind, channel, fields, event_name = recognise(item, url_kind)
+        if channel is not None and len(channel) > CHANNEL:  # from an event name: any text
+            name = "event" if len(items) == 1 else f"{index}.event"
+            errors[name] = [f"The event's channel is longer than {CHANNEL} characters."]
+            continue
         if kind is None:
             events.append(Event(None, channel, {}, item, event_name))
             continue
@@ -253,6 +185,8 @@ def load(items: list[dict[str, Any]], url_kind: str | None) -> list[Event]:
     return events
 
 
-def content_type_of(headers: dict[str, Any]) -> str:
-    """The stored request's content type (header names are kept as received)."""
-    return str(Headers(list(headers.items())).get("Content-Type", ""))
+def read(
+    headers: dict[str, Any], query_string: str, body: bytes, url_kind: str | None, max_events: int
+) -> list[Event]:
+    """The events of a request as it is stored; PayloadError says why there are none."""
+    return load(decode(content_type_of(headers), query_string, body, max_events), url_kind)

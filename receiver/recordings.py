@@ -1,17 +1,17 @@
-"""Service: download one recording, idempotently, before its URL expires (within 2 hours by default).
+"""Service: download one recording, idempotently, before its URL expires.
 
 The row is the source of truth. A job claims it with one conditional UPDATE that takes a lease
 (`locked_until`, renewed while bytes flow) and bumps `attempts`, which then identifies the
 claim: every later write is guarded by `attempts`, so a job that lost its lease (a pause longer
 than the lease, a sweep that gave the row to another job) changes nothing. The file is streamed
 to a temporary name, checked, and renamed into RECORDINGS_DIR under its SHA-256, so running the
-same download twice stores one file.
+same download twice stores one file (receiver.recording_files: the file and the row that refers
+to it are written together, under the file's lock).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 import time
@@ -29,6 +29,7 @@ from . import fetcher as fetch
 from .db import utcnow
 from .models import Call, Recording, RecordingState
 from .provider import ProviderAuthError, ProviderClient, ProviderError
+from .recording_files import lock_files, place, storage_path
 from .wording import plural
 
 log = logging.getLogger(__name__)
@@ -109,11 +110,6 @@ def sniff_audio(head: bytes) -> str | None:
     if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
         return "audio/mpeg"  # an MPEG audio frame without an ID3 tag
     return None
-
-
-def storage_path(directory: str | Path, sha256: str) -> Path:
-    """Where the file with this SHA-256 is kept: RECORDINGS_DIR/ab/cd/abcd…"""
-    return Path(directory) / sha256[:2] / sha256[2:4] / sha256
 
 
 class Downloader:
@@ -233,23 +229,26 @@ class Downloader:
             reason = f"not audio ({said}, {fetched.size} bytes)"
             return on_not_audio(claim, reason) if on_not_audio else self._fail(claim, reason)
         final = storage_path(self.policy.recordings_dir, fetched.sha256)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists() and final.stat().st_size == fetched.size:
-            fetched.path.unlink(missing_ok=True)  # the same bytes are stored already
-        else:
-            os.replace(fetched.path, final)
-            _fsync_dir(final.parent)
         now = utcnow()
-        self._update(
-            claim,
-            state=S.stored,
-            sha256=fetched.sha256,
-            size_bytes=fetched.size,
-            content_type=content_type,
-            stored_at=now,
-            next_attempt_at=None,
-            locked_until=None,
-        )
+        try:
+            # The row refers to the file and the file is put in place under the file's lock,
+            # in one transaction: a prune removing unreferenced files cannot come in between.
+            with self.sessionmaker() as session, session.begin():
+                self._update_in(
+                    session,
+                    claim,
+                    state=S.stored,
+                    sha256=fetched.sha256,
+                    size_bytes=fetched.size,
+                    content_type=content_type,
+                    stored_at=now,
+                    next_attempt_at=None,
+                    locked_until=None,
+                )
+                lock_files(session.connection(), [fetched.sha256])
+                place(fetched.path, final)
+        finally:
+            fetched.path.unlink(missing_ok=True)  # not placed: the job failed or lost its lease
         log.info("recording %s: stored %s (%d bytes)", claim.id, fetched.sha256, fetched.size)
         return Result(claim.id, S.stored)
 
@@ -278,16 +277,19 @@ class Downloader:
 
     def _update(self, claim: _Claim, **values: Any) -> None:
         """Write to the row only while this job's claim is the current one."""
-        r = Recording
         with self.sessionmaker() as session, session.begin():
-            changed = cast(
-                "sa.CursorResult[Any]",
-                session.execute(
-                    sa.update(r)
-                    .where(r.id == claim.id, r.attempts == claim.attempt, r.state.in_(WAITING))
-                    .values(updated_at=utcnow(), **values)
-                ),
-            ).rowcount
+            self._update_in(session, claim, **values)
+
+    def _update_in(self, session: orm.Session, claim: _Claim, **values: Any) -> None:
+        r = Recording
+        changed = cast(
+            "sa.CursorResult[Any]",
+            session.execute(
+                sa.update(r)
+                .where(r.id == claim.id, r.attempts == claim.attempt, r.state.in_(WAITING))
+                .values(updated_at=utcnow(), **values)
+            ),
+        ).rowcount
         if not changed:
             raise LeaseLost(claim.id)
 
@@ -312,14 +314,6 @@ def backoff(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff with jitter: between half and all of base·2^(attempt-1), capped."""
     ceiling = min(cap, base * 2 ** max(0, attempt - 1))
     return random.uniform(ceiling / 2, ceiling)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- the recordings API fallback ----------------------------------------------------------------

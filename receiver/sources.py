@@ -15,7 +15,7 @@ from . import keys
 from .db import utcnow
 from .models import ApiKey, ApiScope, Source
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 class SourceError(Exception):
@@ -28,8 +28,13 @@ class Credentials:
     secret: str
 
 
+def possible_name(name: str) -> bool:
+    """Whether a source or API key may have this name (a URL may carry any text)."""
+    return NAME_PATTERN.fullmatch(name) is not None
+
+
 def _check_name(name: str) -> None:
-    if not NAME_PATTERN.match(name):
+    if not possible_name(name):
         raise SourceError(f"invalid name {name!r}: use 1 to 64 lower-case letters, digits, '-' or '_'")
 
 

@@ -21,7 +21,7 @@ from receiver.models import (
     RawEvent,
     Recording,
 )
-from receiver.recordings import storage_path
+from receiver.recording_files import storage_path
 
 DAY1 = datetime(2026, 1, 10, tzinfo=UTC)
 CUTOFF = datetime(2026, 1, 12, tzinfo=UTC)
@@ -140,8 +140,8 @@ class Seeder:
                 },
             )
 
-    def call(self, key: str, at: datetime, audio: bytes | None) -> int:
-        """A call with one recording: stored (with its file) when `audio` is given, else pending."""
+    def call(self, key: str, at: datetime, audio: bytes | None, state: str = "pending") -> int:
+        """A call with one recording: stored (with its file) when `audio` is given, else in `state`."""
         with self.engine.begin() as conn:
             raw_id = self.raw(conn, at)
             call_id = conn.execute(
@@ -167,7 +167,7 @@ class Seeder:
                 "url": f"https://audio.example/{key}.mp3",
                 "url_sha256": hashlib.sha256(key.encode()).hexdigest(),
                 "url_expires_at": at + timedelta(hours=2),
-                "state": "pending",
+                "state": state,
                 "created_at": at,
                 "updated_at": at,
             }

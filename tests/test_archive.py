@@ -211,18 +211,24 @@ def test_export_prune_import_gives_the_same_rows_back(runner, engine, seeded, tm
     assert pruned.exit_code == 0, pruned.output
     left = counts(engine)
     assert left["messages"] == 3 and left["message_events"] == 6  # day 3 only
-    assert left["inbound_messages"] == 3 and left["opt_outs"] == 3 and left["calls"] == 2
+    assert left["inbound_messages"] == 3 and left["opt_outs"] == 3
     assert left["contact_events"] == 3
-    # Day 3's raw events, and the straddler's late report is archived but it was also the only
-    # thing referring to it, so it went too.
-    assert left["raw_events"] == 3 * 5 + 2
+    # Day 3's calls, and days 1 and 2's calls whose recordings are still pending.
+    assert left["calls"] == 4 and left["recordings"] == 4
+    assert "kept 2 calls whose recordings are still being fetched" in pruned.output
+    # Day 3's raw events and those of the calls kept; the straddler's late report is archived
+    # but it was also the only thing referring to it, so it went too.
+    assert left["raw_events"] == 3 * 5 + 2 + 2
+    # Recording files: day 3's stays; days 1 and 2's, now in the archive only, are removed.
+    assert "recording files removed (no recording left refers to them): 2" in pruned.output
+    assert len([p for p in Path(settings["RECORDINGS_DIR"]).rglob("*") if p.is_file()]) == 1
 
     # Running it again finds everything gone already.
     again = runner.invoke(args=["archive", "prune", "--before", BEFORE, "--from", out])
     assert again.exit_code == 0, again.output
     assert "already gone" in again.output and counts(engine) == left
 
-    # Recording files stay where the worker put them: the import must not need them.
+    # The import brings back the files of what it restores, whatever the folder holds.
     for path in Path(settings["RECORDINGS_DIR"]).rglob("*"):
         if path.is_file():
             path.unlink()
@@ -321,13 +327,19 @@ def test_an_interrupted_prune_can_be_run_again(engine, seeded, tmp_path, setting
     data_files = len(list(tmp_path.rglob("*.jsonl.gz")))
     # Verification reads every data file once; pruning then gets through one and a half files.
     with pytest.raises(KeyboardInterrupt):
-        prune(engine, InterruptingDestination(tmp_path, files=data_files + 1), CUTOFF, batch=2)
+        prune(
+            engine,
+            InterruptingDestination(tmp_path, files=data_files + 1),
+            CUTOFF,
+            recordings_dir=settings["RECORDINGS_DIR"],
+            batch=2,
+        )
     partial = counts(engine)
     assert 3 < partial["messages"] < 10  # some batches committed, the rest untouched
-    result = prune(engine, dest, CUTOFF, batch=2)
+    result = prune(engine, dest, CUTOFF, recordings_dir=settings["RECORDINGS_DIR"], batch=2)
     assert result.gone["messages"] > 0
     after = counts(engine)
-    assert after["messages"] == 3 and after["raw_events"] == 17
+    assert after["messages"] == 3 and after["raw_events"] == 3 * 5 + 2 + 2
 
 
 def test_export_leaves_nothing_behind_when_a_recording_file_is_missing(engine, seeded, tmp_path, settings):
@@ -434,10 +446,66 @@ def test_an_archive_from_before_canonical_numbers_verifies_prunes_and_imports(
     assert pruned.exit_code == 0, pruned.output
     assert "kept, changed since the export (they go in the next archive): no rows" in pruned.output
     left = counts(engine)
-    assert (left["messages"], left["inbound_messages"], left["opt_outs"], left["calls"]) == (3, 3, 3, 2)
+    # Calls: day 3's, and days 1 and 2's whose recordings are still pending.
+    assert (left["messages"], left["inbound_messages"], left["opt_outs"], left["calls"]) == (3, 3, 3, 4)
     assert left["contact_events"] == 9  # not in that archive: kept, with their raw events
 
     # Imported, its rows get the canonical numbers ingest would have given them: all is back.
     restored = runner.invoke(args=["archive", "import", str(archive)])
     assert restored.exit_code == 0, restored.output
     assert snapshot(engine) == everything
+
+
+def test_prune_keeps_a_call_until_its_recording_is_stored_or_failed(runner, engine, seeded, tmp_path):
+    """Deleting a call whose recording is being fetched would end the download: never."""
+    at = DAY1 + timedelta(hours=9)
+    waiting = {
+        state: seeded.call(f"call-{state}", at, None, state)
+        for state in ("retrying", "downloading", "fallback")
+    }
+    failed = seeded.call("call-failed", at, None, "failed")
+    out = str(tmp_path)
+    export(runner, out, BEFORE)
+    pruned = runner.invoke(args=["archive", "prune", "--before", BEFORE, "--from", out])
+    assert pruned.exit_code == 0, pruned.output
+    # The three above, and the seed's two pending ones.
+    assert "kept 5 calls whose recordings are still being fetched" in pruned.output
+    with engine.connect() as conn:
+        calls = set(conn.scalars(sa.text("SELECT id FROM calls")))
+        raws = conn.scalar(sa.text("SELECT count(*) FROM raw_events r JOIN calls c ON c.raw_event_id = r.id"))
+        states = dict(conn.execute(sa.text("SELECT call_id, state FROM recordings")).all())
+    assert set(waiting.values()) <= calls and failed not in calls
+    assert {states[call_id] for call_id in waiting.values()} == {"retrying", "downloading", "fallback"}
+    assert raws == len(calls)  # each kept call keeps the raw request it came from
+
+    # Once they are done, the next archive takes them and its prune deletes them.
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE recordings SET state = 'failed' WHERE state <> 'stored'"))
+    export(runner, out, "2026-01-13")
+    again = runner.invoke(args=["archive", "prune", "--before", "2026-01-13", "--from", out])
+    assert again.exit_code == 0, again.output
+    assert "still being fetched" not in again.output
+    with engine.connect() as conn:
+        left = set(conn.scalars(sa.text("SELECT id FROM calls")))
+    assert not left & (set(waiting.values()) | {failed})
+
+
+def test_prune_removes_the_recording_files_no_remaining_recording_refers_to(
+    runner, engine, seeded, tmp_path, settings
+):
+    recordings = Path(settings["RECORDINGS_DIR"])
+    # The second day's audio again, in a call after the cutoff: its file is still needed.
+    seeded.call("call-later", CUTOFF + timedelta(days=1), b"ID3 audio 1" * 100)
+    files = {p.name for p in recordings.rglob("*") if p.is_file()}
+    assert len(files) == 3  # day 1's audio (two calls), day 2's (two calls), day 3's
+    export(runner, str(tmp_path), BEFORE)
+    pruned = runner.invoke(args=["archive", "prune", "--before", BEFORE, "--from", str(tmp_path)])
+    assert pruned.exit_code == 0, pruned.output
+    assert "recording files removed (no recording left refers to them): 1" in pruned.output
+    with engine.connect() as conn:
+        referred = set(conn.scalars(sa.text("SELECT sha256 FROM recordings WHERE sha256 IS NOT NULL")))
+    left = {p.name for p in recordings.rglob("*") if p.is_file()}
+    assert left == referred and len(left) == 2
+    # Run again: nothing left to remove.
+    again = runner.invoke(args=["archive", "prune", "--before", BEFORE, "--from", str(tmp_path)])
+    assert "recording files removed (no recording left refers to them): 0" in again.output

@@ -18,7 +18,8 @@ from flask import Flask
 
 from receiver.db import utcnow
 from receiver.models import Recording, RecordingState
-from receiver.recordings import Result, backoff, numbers_match, sniff_audio, storage_path
+from receiver.recording_files import storage_path
+from receiver.recordings import Result, backoff, numbers_match, sniff_audio
 from receiver.recordings_sweep import sweep
 from receiver.tasks import Jobs, get_jobs
 from tests.provider_stub import ProviderStub, recording_row, voice_record

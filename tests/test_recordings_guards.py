@@ -68,6 +68,54 @@ def test_cloud_metadata_is_refused_even_when_private_addresses_are_allowed():
     assert address_refusal("93.184.216.34", Policy()) is None
 
 
+# Teredo keeps the client's IPv4 address inverted in the last 32 bits (127.0.0.1, 169.254.169.254).
+TEREDO_LOOPBACK = "2001:0:4136:e378:8000:63bf:80ff:fffe"
+TEREDO_METADATA = "2001:0:4136:e378:8000:63bf:5601:5601"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::ffff:10.0.0.1",  # IPv4-mapped
+        "::127.0.0.1",  # IPv4-compatible
+        "::10.1.2.3",
+        "64:ff9b::7f00:1",  # NAT64 to 127.0.0.1
+        "64:ff9b::192.168.1.1",
+        "64:ff9b:1::a00:1",  # local-use NAT64
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:c0a8:101::1",  # 6to4 of 192.168.1.1
+        TEREDO_LOOPBACK,
+    ],
+)
+def test_ipv6_forms_of_a_refused_ipv4_address_are_refused(address):
+    reason = address_refusal(address, Policy())
+    assert reason is not None
+    assert address_refusal(address, Policy(allow_private=True)) is None
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::ffff:169.254.169.254",
+        "::169.254.169.254",
+        "64:ff9b::a9fe:a9fe",  # NAT64 (DNS64) to the metadata service
+        "64:ff9b::100.100.100.200",
+        "64:ff9b:1:a9fe:a9:fe00::",  # local-use NAT64 with a /48 prefix
+        "64:ff9b:1::a9fe:a9fe",  # and with a /96 one
+        "2002:a9fe:a9fe::1",
+        TEREDO_METADATA,
+    ],
+)
+def test_ipv6_forms_of_the_metadata_address_are_refused_even_with_allow_private(address):
+    assert "metadata" in address_refusal(address, Policy(allow_private=True))
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8", "2606:4700::1"])
+def test_ipv6_forms_of_a_public_ipv4_address_are_allowed(address):
+    """An IPv6-only network reaches IPv4 hosts through DNS64/NAT64: public ones stay reachable."""
+    assert address_refusal(address, Policy()) is None
+
+
 def test_a_loopback_url_is_refused_at_connect_time_without_allow_private(stub, tmp_path):
     fetcher = Fetcher(Policy(allow_http=True, timeout=5))
     with pytest.raises(Refused, match="loopback"):

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import orm
 
-from .. import ingest, keys, metrics, recordings_queue
+from .. import bodies, ingest, keys, metrics, recordings_queue
 from ..db import first_read, get_session, utcnow
 from ..errors import error_response
 from ..models import Source
-from ..payloads import CREDENTIAL_PARAMS, URL_KINDS
-from ..sources import count_auth_failure, secret_accepted
+from ..payloads import URL_KINDS
+from ..sources import count_auth_failure, possible_name, secret_accepted
 
 bp = Blueprint("hooks", __name__)
 
 # Never stored: they carry credentials.
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
-REDACTED = "REDACTED"
 
 
 @bp.route("/hooks/<source>", methods=["GET", "POST", "PUT"])
@@ -71,8 +68,10 @@ def _source_named(session: orm.Session, name: str) -> Source | None:
     """The source, read in the transaction that ingest.receive continues and commits.
 
     Every other way out of the view ends that transaction (the session is closed, so rolled
-    back).
+    back). A name no source can have (too long, a NUL) is not looked up.
     """
+    if not possible_name(name):
+        return None
     statement = sa.select(Source).where(Source.name == name)
     return first_read(session, lambda: session.scalars(statement).one_or_none())
 
@@ -101,8 +100,8 @@ def _challenge(body: bytes) -> str | None:
     if b"challenge" not in body:
         return None
     try:
-        document = json.loads(body)
-    except ValueError:
+        document = bodies.parse_json(body)
+    except bodies.PayloadError:
         return None
     if isinstance(document, dict) and isinstance(document.get("challenge"), str | int):
         return str(document["challenge"])
@@ -114,19 +113,14 @@ def _only_challenge(body: bytes) -> bool:
     if not body.strip():
         return set(request.args) <= {"challenge", "validation_key", "token", "secret"}
     try:
-        document: dict[str, Any] = json.loads(body)
-    except ValueError:
+        document: dict[str, Any] = bodies.parse_json(body)
+    except bodies.PayloadError:
         return False
     return isinstance(document, dict) and set(document) <= {"challenge", "validation_key", "token"}
 
 
 def _raw_request(source: str, kind: str | None, body: bytes) -> ingest.RawRequest:
-    query = urlencode(
-        [
-            (key, REDACTED if key in CREDENTIAL_PARAMS else value)
-            for key, value in parse_qsl(request.query_string.decode("latin-1"), keep_blank_values=True)
-        ]
-    )
+    query = bodies.stored_query(request.query_string)
     headers = {name: value for name, value in request.headers.items() if name.lower() not in _SECRET_HEADERS}
     return ingest.RawRequest(
         source=source,

@@ -13,7 +13,7 @@ from .. import queries
 from ..db import get_session
 from ..errors import NotFound
 from ..models import Recording, RecordingState
-from ..recordings import storage_path
+from ..recording_files import storage_path
 from ..schemas.api import ErrorSchema, RecordingItemSchema, RecordingPageSchema
 from ..schemas.args import RecordingArgsSchema
 from . import rows

@@ -102,12 +102,22 @@ def prune_command(before: str, source: str | None, batch: int) -> None:
     config = current_app.config
     with _failures("prune"):
         dest = destination(source or config["ARCHIVE_DIR"], config)
-        result = prune(_engine(), dest, parse_before(before), batch=batch, progress=_progress())
+        result = prune(
+            _engine(),
+            dest,
+            parse_before(before),
+            recordings_dir=config["RECORDINGS_DIR"],
+            batch=batch,
+            progress=_progress(),
+        )
     click.echo(f"{result.where}: verified; deleted {_counts(result.deleted)}")
     if result.changed:
         click.echo(f"kept, changed since the export (they go in the next archive): {_counts(result.changed)}")
+    if result.downloading:
+        click.echo(f"kept {plural(result.downloading, 'call')} whose recordings are still being fetched")
     if result.referenced:
         click.echo(f"kept {plural(result.referenced, 'raw event')} still referred to by newer rows")
+    click.echo(f"recording files removed (no recording left refers to them): {result.files_removed}")
     if result.gone:
         click.echo(f"already gone: {_counts(result.gone)}")
 

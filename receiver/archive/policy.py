@@ -65,14 +65,17 @@ def run_policy(config: dict[str, Any], engine: sa.Engine, now: datetime | None =
             _summary(exported.counts),
             exported.manifest_sha256,
         )
-    pruned = prune(engine, dest, before)
+    pruned = prune(engine, dest, before, recordings_dir=config["RECORDINGS_DIR"])
     log.info(
         "archive policy: verified %s; deleted %s; kept as changed since export: %s; "
-        "raw events still referred to: %d",
+        "calls whose recordings are still being fetched: %d; raw events still referred to: %d; "
+        "recording files removed: %d",
         pruned.where,
         _summary(pruned.deleted),
         _summary(pruned.changed),
+        pruned.downloading,
         pruned.referenced,
+        pruned.files_removed,
     )
     return PolicyRun(before, exported, pruned)
 

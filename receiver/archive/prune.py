@@ -6,26 +6,48 @@ kept and goes into the next archive. Each batch is its own short transaction tha
 compares (FOR UPDATE on PostgreSQL, an immediate write transaction on SQLite), so ingest is never
 locked out for long, and an interrupted prune simply starts over: deleted rows are "already gone".
 Referrers go before what they refer to; a raw event is kept while any row still refers to it.
+
+A call is kept, with its recordings, while any of them is still being fetched (not yet `stored` or
+`failed`): deleting the row would end the download. Last, the archive's recording files that no
+remaining recording refers to are removed (receiver.recording_files: never while a download or an
+import is about to refer to one again).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from tqdm import tqdm
 
+from ..models import RecordingState
+from ..recording_files import remove_unreferenced
 from .destination import Destination
-from .format import KINDS, MANIFEST, PRUNE_ORDER, RAW, ArchiveError, Kind, columns, iter_raw_lines, line
+from .format import (
+    CALLS,
+    KINDS,
+    MANIFEST,
+    PRUNE_ORDER,
+    RAW,
+    RECORDINGS,
+    ArchiveError,
+    Kind,
+    columns,
+    iter_raw_lines,
+    line,
+)
 from .manifest import Manifest
 from .verify import verify_archive
 
 BATCH = 500
+FINAL_RECORDING_STATES = frozenset({RecordingState.stored.value, RecordingState.failed.value})
 
 
 @dataclass
@@ -37,6 +59,8 @@ class PruneResult:
     changed: Counter[str] = field(default_factory=Counter)
     gone: Counter[str] = field(default_factory=Counter)
     referenced: int = 0
+    downloading: int = 0  # calls kept while a recording of theirs is not stored or failed yet
+    files_removed: int = 0
 
 
 def newest_archive(dest: Destination, before: datetime) -> tuple[str, Manifest]:
@@ -56,10 +80,12 @@ def prune(
     dest: Destination,
     before: datetime,
     *,
+    recordings_dir: str | os.PathLike[str],
     batch: int = BATCH,
     progress: bool = False,
 ) -> PruneResult:
-    """Delete the rows of the newest verified archive at or before `before` that are unchanged.
+    """Delete the rows of the newest verified archive at or before `before` that are unchanged,
+    then the archive's recording files no remaining recording refers to.
 
     :raises ArchiveError: no such archive, or it does not verify (then nothing is deleted).
     """
@@ -75,6 +101,12 @@ def prune(
                     for lines in _batches(iter_raw_lines(stream), batch):
                         _prune_batch(engine, kind, lines, result, _older(verified.manifest, kind))
                         bar.update(len(lines))
+    archived_files = [
+        entry["sha256"]
+        for path, entry in verified.manifest.files.items()
+        if path.startswith(RECORDINGS + "/")
+    ]
+    result.files_removed = remove_unreferenced(engine, Path(recordings_dir), archived_files, batch)
     return result
 
 
@@ -135,6 +167,14 @@ def _prune_batch(
         same = [row_id for row_id, text in lines if current.get(row_id) == text]
         result.gone[table.name] += len(ids) - len(current)
         result.changed[table.name] += len(current) - len(same)
+        if kind is CALLS:
+            fetching = {
+                row_id
+                for row_id in same
+                if any(child._mapping["state"] not in FINAL_RECORDING_STATES for child in children[row_id])
+            }
+            result.downloading += len(fetching)
+            same = [row_id for row_id in same if row_id not in fetching]
         if same:
             _delete(conn, kind, same, result)
         conn.commit()

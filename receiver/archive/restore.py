@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
 from ..numbers import DEFAULT_COUNTRY_CODE
-from ..recordings import storage_path
+from ..recording_files import guarded, place, storage_path
 from .destination import CHUNK, Destination
 from .format import CODECS, KINDS, RECORDINGS, TABLES, ArchiveError, Kind, fill_derived, iter_lines
 from .manifest import Manifest
@@ -73,7 +73,8 @@ def import_archive(
                         bar.update(len(rows))
     for path, entry in sorted(verified.manifest.files.items()):
         if path.startswith(RECORDINGS + "/"):
-            result.recordings_copied += _restore_file(dest, name, path, entry["sha256"], Path(recordings_dir))
+            sha256 = entry["sha256"]
+            result.recordings_copied += _restore_file(engine, dest, name, path, sha256, Path(recordings_dir))
     with engine.begin() as conn:
         _advance_sequences(conn)
     return result
@@ -144,10 +145,18 @@ def _insert_batch(
         ) from None
 
 
-def _restore_file(dest: Destination, name: str, path: str, sha256: str, recordings_dir: Path) -> int:
+def _restore_file(
+    engine: sa.Engine, dest: Destination, name: str, path: str, sha256: str, recordings_dir: Path
+) -> int:
+    """Copy one recording file back unless it is there; its rows are in the database already.
+
+    Whether it is there is asked under the file's lock, and the copy put in place under it, so a
+    prune removing unreferenced files cannot remove it in between (receiver.recording_files).
+    """
     target = storage_path(recordings_dir, sha256)
-    if target.exists():
-        return 0
+    with guarded(engine, [sha256]):
+        if target.exists():
+            return 0
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.importing-{os.getpid()}")
     digest = hashlib.sha256()
@@ -160,11 +169,13 @@ def _restore_file(dest: Destination, name: str, path: str, sha256: str, recordin
             os.fsync(out.fileno())
         if digest.hexdigest() != sha256:
             raise ArchiveError(f"{path}: changed while it was being restored")
-        os.replace(partial, target)
+        with guarded(engine, [sha256]):
+            there = target.exists()
+            place(partial, target)
     finally:
         if partial.exists():
             partial.unlink()
-    return 1
+    return 0 if there else 1
 
 
 def _advance_sequences(conn: sa.Connection) -> None:

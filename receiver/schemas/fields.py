@@ -9,6 +9,8 @@ from typing import Any
 from marshmallow import fields
 
 LONG = 10_000  # message texts, captions, URLs
+CHANNEL = 32  # what the channel columns hold
+INT_MAX = 2**31 - 1  # what an INTEGER column holds on every database
 
 
 class Text(fields.Field):
@@ -59,16 +61,19 @@ class _Number(fields.Field):
 
 
 class Integer(_Number):
-    """A whole number, from a JSON number or a string such as `"23"` or `"23.0"`."""
+    """A whole number, from a JSON number or a string such as `"23"` or `"23.0"`, that an
+    INTEGER column holds."""
 
-    default_error_messages = {"invalid": "Not a valid integer."}
+    default_error_messages = {"invalid": "Not a valid integer.", "range": "Out of range (at most {limit})."}
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> int | None:
         number = self._number(value)
         if number is None:
             return None
-        if number != number.to_integral_value() or abs(number) > 2**62:
+        if number != number.to_integral_value():
             raise self.make_error("invalid")
+        if abs(number) > INT_MAX:
+            raise self.make_error("range", limit=INT_MAX)
         return int(number)
 
 

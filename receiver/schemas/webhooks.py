@@ -11,7 +11,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validates_schema
 
 from ..numbers import is_number
-from .fields import LONG, Amount, Integer, Text, Timestamp, UnixTime
+from .fields import CHANNEL, LONG, Amount, Integer, Text, Timestamp, UnixTime
 
 
 def _first(data: dict[str, Any], *names: str) -> Any:
@@ -87,7 +87,7 @@ class ChannelStatusSchema(VendorSchema):
     """A WhatsApp, RCS or Viber status (`<channel>:message:status` payload)."""
 
     id = Text(required=True)
-    channel = Text()
+    channel = Text(max_length=CHANNEL)
     from_ = Text(data_key="from")
     to = Text()
     status = Text(required=True)
@@ -110,7 +110,7 @@ class InboundSchema(VendorSchema):
     """An inbound message (`<channel>:message:in` payload, or flat composed fields)."""
 
     id = Text()
-    channel = Text()
+    channel = Text(max_length=CHANNEL)
     from_ = Text(data_key="from")
     to = Text()
     type = Text()
