@@ -234,3 +234,10 @@ def test_new_lists_need_a_key(client, path):
     answer = client.get(path)
     assert answer.status_code == 401
     assert answer.get_json()["status"] == "ERROR"
+
+
+def test_a_number_typed_in_other_digits_finds_the_same_rows(hooks, api):
+    assert hooks.post(sms(id="hi:1", mobile="९८४५०१२३४५")).status_code == 200  # stored canonical too
+    assert hooks.post(sms(id="hi:2", mobile="919845012345")).status_code == 200
+    for spelling in ["९८४५० १२३४५", "٩٨٤٥٠١٢٣٤٥", "＋９１ ９８４５０ １２３４５", "\u200e+91 98450 12345"]:
+        assert ids(api("/api/v1/messages", query_string={"mobile": spelling})) == {"hi:1", "hi:2"}, spelling
