@@ -241,3 +241,21 @@ def test_a_number_typed_in_other_digits_finds_the_same_rows(hooks, api):
     assert hooks.post(sms(id="hi:2", mobile="919845012345")).status_code == 200
     for spelling in ["९८४५० १२३४५", "٩٨٤٥٠١٢٣٤٥", "＋９１ ９８４５０ １２３４５", "\u200e+91 98450 12345"]:
         assert ids(api("/api/v1/messages", query_string={"mobile": spelling})) == {"hi:1", "hi:2"}, spelling
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/opt-outs/check", "number"),
+        ("/api/v1/opt-outs", "number"),
+        ("/api/v1/contacts", "number"),
+        ("/api/v1/messages", "mobile"),
+        ("/api/v1/inbound", "from"),
+        ("/api/v1/calls", "to"),
+    ],
+)
+def test_a_blank_number_is_refused_not_looked_up(api, path, field):
+    # A script that lost its number must not read "not opted out" for it.
+    answer = api(path, query_string={field: "  "})
+    assert answer.status_code == 422
+    assert answer.get_json()["errors"] == {field: ["Must not be blank."]}

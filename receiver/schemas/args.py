@@ -50,7 +50,10 @@ class Number(fields.String):
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
-        return canonical(text, current_app.config["DEFAULT_COUNTRY_CODE"]) or text
+        number = canonical(text, current_app.config["DEFAULT_COUNTRY_CODE"])
+        if number is None:  # only spaces: no number to look for
+            raise ValidationError("Must not be blank.")
+        return number
 
 
 class Moment(fields.Field):
