@@ -107,7 +107,7 @@ def sources_remove(name: str) -> None:
     click.echo(f"source {name} removed; what it delivered is kept")
 
 
-@click.group("apikeys", help="Keys of the query API: `read` keys read; `operate` keys also replay and retry.")
+@click.group("apikeys", help="Keys of the query API: `read` keys read; `operate` keys also replay events.")
 def apikeys_cli() -> None:
     pass
 
@@ -119,7 +119,8 @@ def apikeys_cli() -> None:
     type=click.Choice([scope.value for scope in ApiScope]),
     default=ApiScope.read.value,
     show_default=True,
-    help="read: the query API only; operate: also replay events and retry recordings.",
+    help="read: the query API's lists and resources; operate: also replay raw events "
+    "(POST /api/v1/events/ID/replay).",
 )
 @with_appcontext
 def apikeys_create(name: str, scope: str) -> None:
