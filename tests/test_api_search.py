@@ -129,6 +129,9 @@ def test_opt_out_list_filters_and_pages(hooks, api):
     assert [row["provider_id"] for row in by_number] == ["3", "2", "1"]
     sms_only = api("/api/v1/opt-outs", query_string={"number": "9845012345", "channel": "sms"})
     assert [row["provider_id"] for row in sms_only.get_json()["data"]] == ["3", "1"]
+    # Channels are stored lower-cased (`?channel=SMS` on the webhook too): so is the filter.
+    upper = api("/api/v1/opt-outs", query_string={"channel": "SMS"}).get_json()["data"]
+    assert [row["provider_id"] for row in upper] == ["3", "1"]
     assert api("/api/v1/opt-outs", query_string={"until": "2000-01-01"}).get_json()["data"] == []
     page = api("/api/v1/opt-outs", query_string={"number": "9845012345", "limit": 2}).get_json()
     assert len(page["data"]) == 2

@@ -33,6 +33,18 @@ def Text(max_length: int, description: str) -> fields.String:  # noqa: N802 (a f
     )
 
 
+class LowerText(fields.String):
+    """An exact-match filter on a value stored lower-cased (an opt-out's channel): `SMS` finds `sms`."""
+
+    def __init__(self, max_length: int, description: str) -> None:
+        super().__init__(
+            validate=[validate.Length(min=1, max=max_length), _NO_NUL], metadata={"description": description}
+        )
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).lower()
+
+
 class Number(fields.String):
     """A phone number filter, matched in canonical form: digits with the country code, so that
     `+91 98450-12345`, `00919845012345`, `919845012345` and `9845012345` find the same rows."""
@@ -180,7 +192,7 @@ class OptOutArgsSchema(ListArgsSchema):
     listing = queries.OPT_OUTS
 
     number = Number(64, "The number that opted out.")
-    channel = Text(32, "The channel the opt-out named (sms, whatsapp, rcs, viber, voice).")
+    channel = LowerText(32, "The channel the opt-out named (sms, whatsapp, rcs, viber, voice).")
     source = Text(64, "The receiver source (webhook) it came through.")
 
 
