@@ -4,6 +4,7 @@ status, operator, region and sender; the opt-out list and check; recordings by s
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 
@@ -262,3 +263,15 @@ def test_a_blank_number_is_refused_not_looked_up(api, path, field):
     answer = api(path, query_string={field: "  "})
     assert answer.status_code == 422
     assert answer.get_json()["errors"] == {field: ["Must not be blank."]}
+
+
+def test_the_openapi_document_says_which_numbers_are_blank(app, api):
+    spec = app.extensions["receiver.api"].spec.to_dict()
+    (number,) = spec["paths"]["/api/v1/opt-outs/check"]["get"]["parameters"]
+    pattern = re.compile(number["schema"]["pattern"])
+    for blank in ("\x0b", " \t "):
+        assert pattern.search(blank) is None
+        assert api("/api/v1/opt-outs/check", query_string={"number": blank}).status_code == 422
+    for kept in (" 9845012345", "+91", "\xa0"):  # a no-break space alone: looked up, finds nothing
+        assert pattern.search(kept)
+        assert api("/api/v1/opt-outs/check", query_string={"number": kept}).status_code == 200

@@ -23,6 +23,15 @@ CHANNELS = ("sms", "whatsapp", "rcs", "viber")
 
 # PostgreSQL text cannot hold NUL; such a value can match nothing, so it is refused up front.
 _NO_NUL = validate.Regexp(r"^[^\x00]*$", error="Must not contain NUL characters.")
+# A number filter holds something besides spaces (a script that lost its number must not read
+# "not opted out" for it); documented as one pattern with the NUL rule.
+_SPACES = "\t\n\v\f\r "
+_NUMBER_PATTERN = r"^[\t\n\v\f\r ]*[^\x00\t\n\v\f\r ][^\x00]*$"
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip(_SPACES):
+        raise ValidationError("Must not be blank.")
 
 
 def Text(max_length: int, description: str) -> fields.String:  # noqa: N802 (a field factory)
@@ -51,21 +60,19 @@ class Number(fields.String):
 
     def __init__(self, max_length: int, description: str, **kwargs: Any) -> None:
         super().__init__(
-            validate=[validate.Length(min=1, max=max_length), _NO_NUL],
+            validate=[validate.Length(min=1, max=max_length), _NO_NUL, _not_blank],
             metadata={
                 "description": f"{description} Any spelling: with or without `+`, `00`, the country "
                 "code (DEFAULT_COUNTRY_CODE for a national number), spaces or dashes.",
                 "example": "+91 98450-12345",
+                "pattern": _NUMBER_PATTERN,
             },
             **kwargs,
         )
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
-        number = canonical(text, current_app.config["DEFAULT_COUNTRY_CODE"])
-        if number is None:  # only spaces: no number to look for
-            raise ValidationError("Must not be blank.")
-        return number
+        return canonical(text, current_app.config["DEFAULT_COUNTRY_CODE"]) or text
 
 
 class Moment(fields.Field):
