@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
 
 import click
 import sqlalchemy as sa
@@ -75,17 +74,23 @@ def sources_list() -> None:
 
 @sources_cli.command("rotate")
 @click.argument("name")
-@click.option("--grace-hours", type=float, help="How long the old secret keeps working (default 24).")
+@click.option(
+    "--grace-hours",
+    type=float,
+    help=f"How long the old secret keeps working: 0 (it stops now) to {sources.MAX_GRACE_HOURS} "
+    "(default SECRET_GRACE_HOURS, 24).",
+)
 @with_appcontext
 def sources_rotate(name: str, grace_hours: float | None) -> None:
     """Give a source a new secret; the old one works for a grace period."""
     hours = grace_hours if grace_hours is not None else current_app.config["SECRET_GRACE_HOURS"]
     with _session() as session:
         try:
-            creds = sources.rotate_source(session, name, grace=timedelta(hours=hours))
+            creds = sources.rotate_source(session, name, grace=sources.grace_period(hours))
         except sources.SourceError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(f"source {name}: new secret; the old one works for {plural(hours, 'more hour')}")
+    old = f"works for {plural(hours, 'more hour')}" if hours else "stops working now"
+    click.echo(f"source {name}: new secret; the old one {old}")
     click.echo(creds.secret)
 
 
@@ -102,7 +107,7 @@ def sources_remove(name: str) -> None:
     click.echo(f"source {name} removed; what it delivered is kept")
 
 
-@click.group("apikeys", help="Keys of the query API: `read` keys read; `operate` keys also replay and retry.")
+@click.group("apikeys", help="Keys of the query API: `read` keys read; `operate` keys also replay events.")
 def apikeys_cli() -> None:
     pass
 
@@ -114,7 +119,8 @@ def apikeys_cli() -> None:
     type=click.Choice([scope.value for scope in ApiScope]),
     default=ApiScope.read.value,
     show_default=True,
-    help="read: the query API only; operate: also replay events and retry recordings.",
+    help="read: the query API's lists and resources; operate: also replay raw events "
+    "(POST /api/v1/events/ID/replay).",
 )
 @with_appcontext
 def apikeys_create(name: str, scope: str) -> None:

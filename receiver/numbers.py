@@ -10,6 +10,7 @@ those spellings find the same rows.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 DEFAULT_COUNTRY_CODE = "91"
@@ -26,9 +27,22 @@ _NOT_DIGIT = re.compile(r"\D")
 _COUNTRY_CODE = re.compile(r"[1-9]\d{0,2}")
 
 
+def _plain(text: str) -> str:
+    """`text` as it reads: fullwidth forms (`＋９１`) as their ASCII twins, every decimal digit of
+    any script (Devanagari `९`, Arabic-Indic `٩`) as its ASCII digit, and no invisible format
+    characters (the direction marks a number copied from a phone's contacts often carries)."""
+    if text.isascii():
+        return text
+    return "".join(
+        str(unicodedata.decimal(char)) if char.isdecimal() else char
+        for char in unicodedata.normalize("NFKC", text)
+        if unicodedata.category(char) != "Cf"
+    )
+
+
 def parse_country_code(value: str) -> str:
     """A country code setting (`91`, `+91`, `1`); ValueError for anything else."""
-    code = value.strip().removeprefix("+")
+    code = _plain(value).strip().removeprefix("+")
     if not _COUNTRY_CODE.fullmatch(code):
         raise ValueError(f"not a country code (1 to 3 digits, e.g. 91): {value!r}")
     return code
@@ -62,6 +76,7 @@ def canonical(value: Any, country_code: str = DEFAULT_COUNTRY_CODE) -> str | Non
 
 def _number(text: str, country_code: str) -> str | None:
     """The canonical digits of a written phone number, or None if `text` is not one."""
+    text = _plain(text).strip()
     if not _PHONE.fullmatch(text):
         return None
     digits = _NOT_DIGIT.sub("", text)

@@ -16,6 +16,8 @@ from .db import utcnow
 from .models import ApiKey, ApiScope, Source
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+# A rotated secret's grace period: at most a year (a longer one is hardly a rotation).
+MAX_GRACE_HOURS = 24 * 365
 
 
 class SourceError(Exception):
@@ -67,6 +69,13 @@ def add_source(
 
 def list_sources(session: orm.Session) -> list[Source]:
     return list(session.scalars(sa.select(Source).order_by(Source.name)))
+
+
+def grace_period(hours: float) -> timedelta:
+    """How long a rotated secret keeps working: 0 (it stops now) to MAX_GRACE_HOURS."""
+    if not 0 <= hours <= MAX_GRACE_HOURS:  # NaN too
+        raise SourceError(f"a grace period is 0 to {MAX_GRACE_HOURS} hours, not {hours:g}")
+    return timedelta(hours=hours)
 
 
 def rotate_source(session: orm.Session, name: str, *, grace: timedelta) -> Credentials:

@@ -4,6 +4,7 @@ status, operator, region and sender; the opt-out list and check; recordings by s
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 
@@ -129,6 +130,9 @@ def test_opt_out_list_filters_and_pages(hooks, api):
     assert [row["provider_id"] for row in by_number] == ["3", "2", "1"]
     sms_only = api("/api/v1/opt-outs", query_string={"number": "9845012345", "channel": "sms"})
     assert [row["provider_id"] for row in sms_only.get_json()["data"]] == ["3", "1"]
+    # Channels are stored lower-cased (`?channel=SMS` on the webhook too): so is the filter.
+    upper = api("/api/v1/opt-outs", query_string={"channel": "SMS"}).get_json()["data"]
+    assert [row["provider_id"] for row in upper] == ["3", "1"]
     assert api("/api/v1/opt-outs", query_string={"until": "2000-01-01"}).get_json()["data"] == []
     page = api("/api/v1/opt-outs", query_string={"number": "9845012345", "limit": 2}).get_json()
     assert len(page["data"]) == 2
@@ -234,3 +238,40 @@ def test_new_lists_need_a_key(client, path):
     answer = client.get(path)
     assert answer.status_code == 401
     assert answer.get_json()["status"] == "ERROR"
+
+
+def test_a_number_typed_in_other_digits_finds_the_same_rows(hooks, api):
+    assert hooks.post(sms(id="hi:1", mobile="९८४५०१२३४५")).status_code == 200  # stored canonical too
+    assert hooks.post(sms(id="hi:2", mobile="919845012345")).status_code == 200
+    for spelling in ["९८४५० १२३४५", "٩٨٤٥٠١٢٣٤٥", "＋９１ ９８４５０ １２３４５", "\u200e+91 98450 12345"]:
+        assert ids(api("/api/v1/messages", query_string={"mobile": spelling})) == {"hi:1", "hi:2"}, spelling
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/opt-outs/check", "number"),
+        ("/api/v1/opt-outs", "number"),
+        ("/api/v1/contacts", "number"),
+        ("/api/v1/messages", "mobile"),
+        ("/api/v1/inbound", "from"),
+        ("/api/v1/calls", "to"),
+    ],
+)
+def test_a_blank_number_is_refused_not_looked_up(api, path, field):
+    # A script that lost its number must not read "not opted out" for it.
+    answer = api(path, query_string={field: "  "})
+    assert answer.status_code == 422
+    assert answer.get_json()["errors"] == {field: ["Must not be blank."]}
+
+
+def test_the_openapi_document_says_which_numbers_are_blank(app, api):
+    spec = app.extensions["receiver.api"].spec.to_dict()
+    (number,) = spec["paths"]["/api/v1/opt-outs/check"]["get"]["parameters"]
+    pattern = re.compile(number["schema"]["pattern"])
+    for blank in ("\x0b", " \t "):
+        assert pattern.search(blank) is None
+        assert api("/api/v1/opt-outs/check", query_string={"number": blank}).status_code == 422
+    for kept in (" 9845012345", "+91", "\xa0"):  # a no-break space alone: looked up, finds nothing
+        assert pattern.search(kept)
+        assert api("/api/v1/opt-outs/check", query_string={"number": kept}).status_code == 200

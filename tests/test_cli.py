@@ -84,6 +84,19 @@ def test_help_shows_receivers_own_options_and_commands_only(fresh_folder):
     assert files_in(fresh_folder) == []
 
 
+def test_apikeys_help_promises_what_an_operate_key_can_do_through_the_api(app):
+    writing = [
+        (path, method)
+        for path, item in app.extensions["receiver.api"].spec.to_dict()["paths"].items()
+        for method in item
+        if method in ("post", "put", "patch", "delete")
+    ]
+    assert writing == [("/api/v1/events/{event_id}/replay", "post")]  # a new one: say so in the help
+    for path in (("apikeys",), ("apikeys", "create")):
+        shown = " ".join(invoke(*path, "--help").output.split())
+        assert "replay" in shown and "retry" not in shown, shown
+
+
 def test_the_receiver_command_has_every_command_the_app_registers(app):
     assert set(app.cli.commands) <= set(cli.commands)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from receiver.models import RawState
 from tests import factories
 from tests.conftest import row_counts
@@ -77,6 +79,25 @@ def test_rotate_with_no_grace_retires_the_old_secret(runner, client):
     assert post(client, old, id="rot:3").status_code == 401
     assert post(client, new, id="rot:4").status_code == 200
     assert runner.invoke(args=["sources", "rotate", "nobody"]).exit_code != 0
+
+
+@pytest.mark.parametrize("hours", ["-5", "nan", "inf", "1e12", "8761"])
+def test_rotate_refuses_a_grace_period_it_cannot_keep(runner, client, hours):
+    old = last_line(runner.invoke(args=["sources", "add", "shop"]))
+    result = runner.invoke(args=["sources", "rotate", "shop", f"--grace-hours={hours}"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: a grace period is 0 to 8760 hours, not {float(hours):g}"
+    ]
+    assert post(client, old, id="grace:1").status_code == 200  # not rotated
+
+
+def test_rotate_says_when_the_old_secret_stops(runner):
+    runner.invoke(args=["sources", "add", "shop"])
+    now = runner.invoke(args=["sources", "rotate", "shop", "--grace-hours", "0"]).output
+    assert "the old one stops working now" in now
+    later = runner.invoke(args=["sources", "rotate", "shop", "--grace-hours", "8760"]).output
+    assert "the old one works for 8760 more hours" in later
 
 
 def test_remove_refuses_webhooks_and_keeps_data(runner, client, app, api):

@@ -27,6 +27,20 @@ def test_every_spelling_of_a_number_has_one_canonical_form(spelling):
     assert canonical(spelling) == "919845012345"
 
 
+@pytest.mark.parametrize(
+    ("spelling", "in_44"),
+    [
+        ("९८४५० १२३४५", "449845012345"),  # Devanagari digits, as an Indian phone keyboard types them
+        ("٩٨٤٥٠١٢٣٤٥", "449845012345"),  # Arabic-Indic
+        ("＋９１ ９８４５０ １２３４５", "919845012345"),  # fullwidth, from an East Asian input method
+        ("\u200e+91 98450 12345\u200f", "919845012345"),  # direction marks, copied from contacts
+    ],
+)
+def test_digits_of_any_script_and_invisible_marks_read_as_the_number(spelling, in_44):
+    assert canonical(spelling) == "919845012345"
+    assert canonical(spelling, "44") == in_44
+
+
 def test_the_country_code_goes_to_national_numbers_only():
     assert canonical("7911 123456", "44") == "447911123456"
     assert canonical("07911 123456", "44") == "447911123456"
@@ -60,6 +74,7 @@ def test_country_code_setting(monkeypatch):
     monkeypatch.setenv("DEFAULT_COUNTRY_CODE", "091")
     with pytest.raises(RuntimeError, match="DEFAULT_COUNTRY_CODE"):
         load_settings()
+    assert parse_country_code("＋４４") == parse_country_code("٤٤") == "44"
     for bad in ("", "abc", "1234", "0"):
         with pytest.raises(ValueError):
             parse_country_code(bad)

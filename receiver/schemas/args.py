@@ -23,6 +23,15 @@ CHANNELS = ("sms", "whatsapp", "rcs", "viber")
 
 # PostgreSQL text cannot hold NUL; such a value can match nothing, so it is refused up front.
 _NO_NUL = validate.Regexp(r"^[^\x00]*$", error="Must not contain NUL characters.")
+# A number filter holds something besides spaces (a script that lost its number must not read
+# "not opted out" for it); documented as one pattern with the NUL rule.
+_SPACES = "\t\n\v\f\r "
+_NUMBER_PATTERN = r"^[\t\n\v\f\r ]*[^\x00\t\n\v\f\r ][^\x00]*$"
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip(_SPACES):
+        raise ValidationError("Must not be blank.")
 
 
 def Text(max_length: int, description: str) -> fields.String:  # noqa: N802 (a field factory)
@@ -33,17 +42,30 @@ def Text(max_length: int, description: str) -> fields.String:  # noqa: N802 (a f
     )
 
 
+class LowerText(fields.String):
+    """An exact-match filter on a value stored lower-cased (an opt-out's channel): `SMS` finds `sms`."""
+
+    def __init__(self, max_length: int, description: str) -> None:
+        super().__init__(
+            validate=[validate.Length(min=1, max=max_length), _NO_NUL], metadata={"description": description}
+        )
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).lower()
+
+
 class Number(fields.String):
     """A phone number filter, matched in canonical form: digits with the country code, so that
     `+91 98450-12345`, `00919845012345`, `919845012345` and `9845012345` find the same rows."""
 
     def __init__(self, max_length: int, description: str, **kwargs: Any) -> None:
         super().__init__(
-            validate=[validate.Length(min=1, max=max_length), _NO_NUL],
+            validate=[validate.Length(min=1, max=max_length), _NO_NUL, _not_blank],
             metadata={
                 "description": f"{description} Any spelling: with or without `+`, `00`, the country "
                 "code (DEFAULT_COUNTRY_CODE for a national number), spaces or dashes.",
                 "example": "+91 98450-12345",
+                "pattern": _NUMBER_PATTERN,
             },
             **kwargs,
         )
@@ -177,7 +199,7 @@ class OptOutArgsSchema(ListArgsSchema):
     listing = queries.OPT_OUTS
 
     number = Number(64, "The number that opted out.")
-    channel = Text(32, "The channel the opt-out named (sms, whatsapp, rcs, viber, voice).")
+    channel = LowerText(32, "The channel the opt-out named (sms, whatsapp, rcs, viber, voice).")
     source = Text(64, "The receiver source (webhook) it came through.")
 
 
