@@ -174,7 +174,9 @@ def init_app(app: Flask) -> None:
 def _create_app() -> Flask:
     from . import create_app
 
-    return create_app()
+    # Commands and the worker run long statements (an archive export's sort, a prune's delete):
+    # the statement timeout is the web's.
+    return create_app({"DB_STATEMENT_TIMEOUT": 0.0})
 
 
 cli = FlaskGroup(

@@ -40,7 +40,9 @@ REDACTED = "REDACTED"
 _CREDENTIAL_PARAMS = frozenset({"secret", "token", "access_token"})
 _PARAM = re.compile(r"(?P<lead>^|[?&;\s'\"(])(?P<name>[^=&;\s'\"?]+)=(?P<value>[^&;\s'\"#]*)")
 _SCHEME = re.compile(r"(?i)\b(?P<scheme>bearer|basic|digest|token)(?P<gap>\s+)[^\s'\",]+")
-_HEADER = re.compile(r"(?i)\b(?P<name>authorization|proxy-authorization|cookie|x-api-key)(?P<sep>[\s:=]+)[^'\"]*")
+_HEADER = re.compile(
+    r"(?i)\b(?P<name>authorization|proxy-authorization|cookie|x-api-key)(?P<sep>[\s:=]+)[^'\"]*"
+)
 
 # Short messages for gunicorn's error answers; never the request itself, which may carry a secret.
 _MESSAGES = {

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import orm
 
 from .. import ingest, keys, metrics, recordings_queue
-from ..db import first_read, get_session, utcnow
+from ..db import answering_within, first_read, get_session, utcnow
 from ..errors import error_response
 from ..models import Source
 from ..payloads import CREDENTIAL_PARAMS, URL_KINDS
@@ -31,22 +31,34 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
     if kind is not None and kind not in URL_KINDS:
         return error_response(404, f"unknown kind {kind!r}; one of: {', '.join(URL_KINDS)}")
     if (request.content_length or 0) > current_app.config["MAX_BODY_BYTES"]:
-        return error_response(413, "body too large")
+        return _closing(error_response(413, "body too large"))
+    session = get_session()
+    with _database(session):
+        found = _source_named(session, source)
+    if found is None:
+        return _closing(error_response(404, f"unknown source {source!r}"))
+
+    # Credentials come from the headers and the query: check them before reading the body, so
+    # that a wrong one costs no read of a body trickled in slowly. (A right one reads the body
+    # in the lookup's transaction; under the web's gevent worker a body sent with its headers,
+    # as the platform's are, is there already.)
+    secret_ok = secret_accepted(found, _presented_secret(), utcnow())
+    token = request.args.get("token")
+    token_ok = token is not None and keys.matches(token, found.validation_key_digest)
+    if not (secret_ok or token_ok):
+        message = "validation key does not match" if token is not None else "missing or invalid secret"
+        return _refuse(found, message)
+
     body = request.get_data(cache=False)
     if len(body) > current_app.config["MAX_BODY_BYTES"]:  # a chunked body, cut by werkzeug
         return error_response(413, "body too large")
-    session = get_session()
-    found = _source_named(session, source)
-    if found is None:
-        return error_response(404, f"unknown source {source!r}")
-
     challenge = _challenge(body)
-    if "token" in request.args and challenge is not None:
-        if keys.matches(request.args["token"], found.validation_key_digest):
+    if token is not None and challenge is not None:
+        if token_ok:
             return jsonify({"challenge": challenge}), 200
         return _refuse(found, "validation key does not match")
 
-    if not secret_accepted(found, _presented_secret(), utcnow()):
+    if not secret_ok:
         return _refuse(found, "missing or invalid secret")
     if found.signing_key and not keys.signature_matches(
         body, request.headers.get("Signature"), found.signing_key
@@ -55,15 +67,13 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
     if challenge is not None and _only_challenge(body):
         return jsonify({"challenge": challenge}), 200
 
-    outcome = ingest.receive(
-        session, _raw_request(source, kind, body), ingest.Settings.from_config(current_app.config)
-    )
+    with _database(session):
+        outcome = ingest.receive(
+            session, _raw_request(source, kind, body), ingest.Settings.from_config(current_app.config)
+        )
     metrics.count_ingest(outcome)
     if outcome.new_recordings:
-        try:
-            recordings_queue.enqueue(outcome.new_recordings)
-        except Exception:  # committed already: the worker's sweep finds pending recordings
-            current_app.logger.exception("could not hand recordings to the worker")
+        recordings_queue.enqueue(outcome.new_recordings)  # bounded; the worker's sweep is the fallback
     if outcome.code == 422:
         return error_response(422, "validation failed", outcome.errors, event=outcome.raw_event_id)
     return jsonify(
@@ -86,6 +96,11 @@ def _source_named(session: orm.Session, name: str) -> Source | None:
     return first_read(session, lambda: session.scalars(statement).one_or_none())
 
 
+def _database(session: orm.Session) -> Any:
+    """A database that stops answering gives 503 within DB_WAIT_TIMEOUT, not a hang."""
+    return answering_within(session, current_app.config["DB_WAIT_TIMEOUT"])
+
+
 def _presented_secret() -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
@@ -97,10 +112,18 @@ def _presented_secret() -> str | None:
 def _refuse(source: Source, message: str) -> tuple[Response, int]:
     source_id, name = source.id, source.name
     session = get_session()
-    session.rollback()  # end the lookup's transaction; the counter has one of its own
-    first_read(session, lambda: count_auth_failure(session, source_id))
+    with _database(session):
+        session.rollback()  # end the lookup's transaction; the counter has one of its own
+        first_read(session, lambda: count_auth_failure(session, source_id))
     metrics.AUTH_FAILURES.labels(source=name).inc()
-    return error_response(401, message)
+    return _closing(error_response(401, message))
+
+
+def _closing(answer: tuple[Response, int]) -> tuple[Response, int]:
+    """An answer given before the body was read: the connection is closed after it, where the
+    server would otherwise read the body (perhaps trickled in slowly) to keep the connection."""
+    answer[0].headers["Connection"] = "close"
+    return answer
 
 
 def _challenge(body: bytes) -> str | None:
