@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import orm
 
 from .. import ingest, keys, metrics, recordings_queue
-from ..db import answering_within, first_read, get_session, utcnow
+from ..db import answering_within, first_read, get_db, get_session, utcnow
 from ..errors import error_response
 from ..models import Source
 from ..payloads import CREDENTIAL_PARAMS, URL_KINDS
@@ -32,16 +32,12 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
         return error_response(404, f"unknown kind {kind!r}; one of: {', '.join(URL_KINDS)}")
     if (request.content_length or 0) > current_app.config["MAX_BODY_BYTES"]:
         return _closing(error_response(413, "body too large"))
-    session = get_session()
-    with _database(session):
-        found = _source_named(session, source)
+    found = _source_named(source)
     if found is None:
         return _closing(error_response(404, f"unknown source {source!r}"))
 
     # Credentials come from the headers and the query: check them before reading the body, so
-    # that a wrong one costs no read of a body trickled in slowly. (A right one reads the body
-    # in the lookup's transaction; under the web's gevent worker a body sent with its headers,
-    # as the platform's are, is there already.)
+    # that a wrong one costs no read of a body trickled in slowly.
     secret_ok = secret_accepted(found, _presented_secret(), utcnow())
     token = request.args.get("token")
     token_ok = token is not None and keys.matches(token, found.validation_key_digest)
@@ -67,6 +63,7 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
     if challenge is not None and _only_challenge(body):
         return jsonify({"challenge": challenge}), 200
 
+    session = get_session()
     with _database(session):
         outcome = ingest.receive(
             session, _raw_request(source, kind, body), ingest.Settings.from_config(current_app.config)
@@ -86,14 +83,12 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
     ), outcome.code
 
 
-def _source_named(session: orm.Session, name: str) -> Source | None:
-    """The source, read in the transaction that ingest.receive continues and commits.
-
-    Every other way out of the view ends that transaction (the session is closed, so rolled
-    back).
-    """
+def _source_named(name: str) -> Source | None:
+    """The source, read outside any transaction: no database connection is held while the body
+    arrives (it may trickle in for a while), and ingest.receive has a transaction of its own."""
     statement = sa.select(Source).where(Source.name == name)
-    return first_read(session, lambda: session.scalars(statement).one_or_none())
+    with get_db().read_session() as session, _database(session):
+        return first_read(session, lambda: session.scalars(statement).one_or_none())
 
 
 def _database(session: orm.Session) -> Any:
@@ -113,7 +108,6 @@ def _refuse(source: Source, message: str) -> tuple[Response, int]:
     source_id, name = source.id, source.name
     session = get_session()
     with _database(session):
-        session.rollback()  # end the lookup's transaction; the counter has one of its own
         first_read(session, lambda: count_auth_failure(session, source_id))
     metrics.AUTH_FAILURES.labels(source=name).inc()
     return _closing(error_response(401, message))
