@@ -14,12 +14,15 @@ load_dotenv(os.environ.get("RECEIVER_ENV_FILE", ".env"), override=False)
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 # gevent's worker, through receiver.server (JSON error answers, secrets kept out of the error log,
 # a deadline on request bodies): a connection is a greenlet, so slow or stalled clients (50
-# slowloris connections, tests/test_web_hardening.py) hold no thread and no database connection,
-# and a hung database or job queue can be given up on (receiver.db, receiver.recordings_queue).
-# Measured by bench/ingest against gthread (2 processes x 4 threads; docs/benchmarks.md, "Ingest",
-# "gevent against gthread"): see there for the figures. A request's database work still waits
-# on the database, so one process a core uses the cores; the database pool (DB_POOL_SIZE, plus
-# twice as many overflow connections) bounds the requests of a process at the database at once.
+# slowloris connections in the tests) hold no thread and no database connection, and a hung
+# database or job queue can be given up on (receiver.db, receiver.recordings_queue). Measured by
+# bench/ingest against gthread's 2 x 4 threads (docs/benchmarks.md, "gevent against gthread"):
+# about the same CPU a webhook on SQLite and ~25% more on PostgreSQL (psycopg waits through the
+# patched select, each round trip a switch of the loop), a lower median latency but a longer tail
+# at saturation, as a blocking call (SQLite's fsync at commit) stalls the whole process. A request's
+# database work still waits on the database, so one process a core uses the cores; the database
+# pool (DB_POOL_SIZE, plus twice as many overflow connections) bounds the requests of a process
+# at the database at once.
 # WEB_WORKER_CLASS=gthread gives the threaded worker, hardened the same way but for the body
 # deadline, the hung-database and hung-queue deadlines, and slowloris: a slow client holds one
 # of its threads (each thread holds one database connection: DB_POOL_SIZE >= WEB_THREADS).

@@ -47,7 +47,7 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
 
     body = request.get_data(cache=False)
     if len(body) > current_app.config["MAX_BODY_BYTES"]:  # a chunked body, cut by werkzeug
-        return error_response(413, "body too large")
+        return _closing(error_response(413, "body too large"))
     challenge = _challenge(body)
     if token is not None and challenge is not None:
         if token_ok:
@@ -114,8 +114,8 @@ def _refuse(source: Source, message: str) -> tuple[Response, int]:
 
 
 def _closing(answer: tuple[Response, int]) -> tuple[Response, int]:
-    """An answer given before the body was read: the connection is closed after it, where the
-    server would otherwise read the body (perhaps trickled in slowly) to keep the connection."""
+    """An answer given with the body not (wholly) read: the connection is closed after it, where
+    the server would otherwise read the rest (perhaps trickled in slowly) to keep the connection."""
     answer[0].headers["Connection"] = "close"
     return answer
 
