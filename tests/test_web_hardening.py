@@ -248,31 +248,46 @@ def postgres_url(migrated: str) -> str:
 
 
 def test_a_hung_database_gives_503_with_retry_after_then_recovers(app, start_web, hook_headers, postgres_url):
+    """Hung at each place a webhook waits: a statement on a connection in steady use, a new
+    connection, and the ping of a connection idle for a while."""
     url = sa.make_url(postgres_url)
-    with PausableProxy(url.port or 5432) as proxy:
+    with PausableProxy(url.port or 5432) as proxy, httpx.Client(timeout=8) as client:
+        # 8 s: far more than the 4 s deadline, so a hang fails the test rather than stalling it.
         behind_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         web = start_web(DATABASE_URL=behind_proxy, WEB_CONCURRENCY="1")
         hook = f"{web.url}/hooks/portal"
-        assert httpx.post(hook, json=sms(id="hung:1"), headers=hook_headers, timeout=5).status_code == 200
 
-        proxy.pause()
-        with httpx.Client(timeout=8) as client:  # far more than the deadline; never a hang
-            answer = client.post(hook, json=sms(id="hung:2"), headers=hook_headers)
+        def webhook(number: int) -> httpx.Response:
+            return client.post(hook, json=sms(id=f"hung:{number}"), headers=hook_headers)
+
+        def unavailable(number: int) -> None:
+            answer = webhook(number)
             assert answer.status_code == 503, answer.text
             assert answer.headers["Retry-After"]
             assert answer.json()["status"] == "ERROR"
-            # The worker's other connections are free meanwhile (one process: the same worker).
-            assert client.get(f"{web.url}/healthz").status_code == 200
+
+        assert webhook(1).status_code == 200
+        proxy.pause()
+        unavailable(2)  # its statement gets no answer
+        assert client.get(f"{web.url}/healthz").status_code == 200  # the worker serves meanwhile
+        unavailable(3)  # the connection was dropped: a new one gets no answer
 
         proxy.resume()
-        deadline = time.monotonic() + 20
-        while True:
-            answer = httpx.post(hook, json=sms(id="hung:2"), headers=hook_headers, timeout=8)
-            if answer.status_code == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["message"] in ("stored", "duplicate")
+        _recovered(webhook, 4)
+        time.sleep(2.5)  # the pooled connection is idle now: its next use pings it first
+        proxy.pause()
+        unavailable(5)
+
+        proxy.resume()
+        _recovered(webhook, 6)
+
+
+def _recovered(webhook: Callable[[int], httpx.Response], number: int) -> None:
+    deadline = time.monotonic() + 20
+    while (answer := webhook(number)).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["message"] in ("stored", "duplicate")
 
 
 @pytest.fixture
