@@ -2,7 +2,7 @@
 
 The recording row in SQL stays the source of truth: if this hand-over is lost (queue down or
 hung, process killed), the worker's periodic sweep finds the pending row and enqueues it. So the
-hand-over never fails the request, and never holds its answer more than ENQUEUE_SECONDS.
+hand-over never fails the request, and never holds its answer more than half a second.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from .quiet import repeated
 
 log = logging.getLogger(__name__)
 
-# The longest a webhook's answer waits for the job queue (under the web's gevent worker; with
-# threads, the queue connection's own timeouts bound it: receiver.tasks).
-ENQUEUE_SECONDS = 0.5
+# The longest a webhook's answer waits for the job queue, with room for the rest of the request
+# within half a second (under the web's gevent worker; with threads, the queue connection's own
+# timeouts bound it: receiver.tasks).
+ENQUEUE_SECONDS = 0.4
 
 
 def enqueue(recording_ids: list[int]) -> None:

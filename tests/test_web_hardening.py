@@ -319,7 +319,7 @@ def test_a_hung_job_queue_does_not_hold_a_voice_webhook_and_the_sweep_downloads_
                 f"{web.url}/hooks/portal",
                 json=voice_record(stub, "ok", "hung-queue-call"),
                 headers=hook_headers,
-                timeout=2,  # generous: the hand-over to the queue is given up after 0.5 s
+                timeout=2,  # generous: the hand-over to the queue is given up after 0.4 s
             )
             assert answer.status_code == 200, answer.text
             web.stop()
