@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -91,7 +92,7 @@ def _source_named(name: str) -> Source | None:
         return first_read(session, lambda: session.scalars(statement).one_or_none())
 
 
-def _database(session: orm.Session) -> Any:
+def _database(session: orm.Session) -> AbstractContextManager[None]:
     """A database that stops answering gives 503 within DB_WAIT_TIMEOUT, not a hang."""
     return answering_within(session, current_app.config["DB_WAIT_TIMEOUT"])
 
