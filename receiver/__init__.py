@@ -1,23 +1,34 @@
-"""receiver: a self-hosted webhook receiver for the Mobtexting / BICS CPaaS platform."""
+"""receiver: a self-hosted webhook receiver for the Mobtexting / BICS CPaaS platform.
+
+Importing the package loads nothing else. gunicorn's master imports `receiver.server` (the web
+worker class) before it forks, and each worker patches the standard library for gevent only
+after the fork: a library imported before that patch keeps the blocking locks and sockets it
+bound at import, which would stall the whole worker. So the app's modules are imported by
+`create_app`, in the process that serves.
+"""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from . import cli, db, errors, health, metrics
-from .api import register_blueprints
-from .bodies import Request
-from .config import load_settings
+if TYPE_CHECKING:
+    from flask import Flask
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the WSGI app: settings, database, blueprints, error handlers, commands."""
+    import logging
+
+    from flask import Flask
+
+    from . import cli, db, errors, health, metrics
+    from .api import register_blueprints
+    from .bodies import Request
+    from .config import load_settings
+
     app = Flask(__name__)
     app.request_class = Request
     app.config.update(load_settings(config))

@@ -232,7 +232,9 @@ def _create_app() -> Flask:
     from . import create_app
 
     try:
-        app = create_app()
+        # Commands and the worker run long statements (an archive export's sort, a prune's
+        # delete): the statement timeout is the web's.
+        app = create_app({"DB_STATEMENT_TIMEOUT": 0.0})
     except RuntimeError as exc:  # a setting that cannot be used
         raise click.ClickException(str(exc)) from None
     except sa.exc.ArgumentError as exc:

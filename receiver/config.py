@@ -67,6 +67,9 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "PUBLIC_URL": (None, str),
     "LOG_LEVEL": ("INFO", str),
     "DB_POOL_SIZE": (5, int),
+    "DB_CONNECT_TIMEOUT": (5.0, float),
+    "DB_STATEMENT_TIMEOUT": (30.0, float),
+    "DB_WAIT_TIMEOUT": (4.0, float),
     "SQLITE_SYNCHRONOUS": ("FULL", str),
 }
 

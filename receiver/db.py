@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -14,6 +15,9 @@ import sqlalchemy as sa
 from flask import Flask, current_app, g
 from sqlalchemy import event, orm
 from sqlalchemy.dialects import postgresql, sqlite
+
+from .deadline import Deadline
+from .errors import Unavailable
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -75,9 +79,17 @@ def _sqlite_pragmas(synchronous: str) -> Any:
     return on_connect
 
 
-def make_engine(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "FULL") -> sa.Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    sqlite_synchronous: str = "FULL",
+    connect_timeout: float = 5.0,
+    statement_timeout: float = 0.0,
+) -> sa.Engine:
     """Create an engine with the settings receiver relies on for each backend."""
-    if sa.make_url(url).get_backend_name() == "sqlite":
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
         # No folder or file is made here: an engine connects lazily, and only the migrations
         # create a SQLite database (a command's first check finds a missing one without opening it).
         if sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
@@ -85,9 +97,37 @@ def make_engine(url: str, *, pool_size: int = 5, sqlite_synchronous: str = "FULL
         engine = sa.create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous.upper()))
         return engine
-    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2)
+    engine = sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size * 2,
+        connect_args=_postgresql_timeouts(parsed, connect_timeout, statement_timeout),
+    )
     _ping_when_idle(engine)
+    _restart_deadline_on_answers(engine)
     return engine
+
+
+def _postgresql_timeouts(url: sa.URL, connect_timeout: float, statement_timeout: float) -> dict[str, Any]:
+    """libpq's connect timeout, TCP keepalives and the server's statement timeout.
+
+    Keepalives find a peer that is gone (a dead machine, a dropped route) in about a minute;
+    a server that hangs (its kernel still acknowledges them) is the web's deadline's to find
+    (`answering_within`). A parameter the URL sets itself is left as it is.
+    """
+    wanted: dict[str, Any] = {
+        "connect_timeout": max(2, round(connect_timeout)),  # whole seconds, at least 2 (libpq)
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+    args = {name: value for name, value in wanted.items() if name not in url.query}
+    if statement_timeout > 0:
+        options = f"-c statement_timeout={round(statement_timeout * 1000)}"
+        given = url.query.get("options")
+        args["options"] = f"{options} {given}" if isinstance(given, str) else options
+    return args
 
 
 # A pooled connection idle this long is checked before use: the database may have restarted or
@@ -129,6 +169,45 @@ def _ping_when_idle(engine: sa.Engine) -> None:
             # The database went away (a restart): every pooled connection is as dead as this
             # one. The pool renews them all, then checks out a new one.
             raise sa.exc.InvalidatePoolError(str(exc)) from exc
+
+
+# The deadline of the database work under way in this greenlet (answering_within), if any.
+_DEADLINE: ContextVar[Deadline | None] = ContextVar("receiver_db_deadline", default=None)
+
+
+def _restart_deadline_on_answers(engine: sa.Engine) -> None:
+    """Each statement, commit or rollback starts the deadline's count again: it bounds one wait
+    for the database, not a request's whole work (a large batch is many quick statements)."""
+
+    def restart(*_args: Any) -> None:
+        deadline = _DEADLINE.get()
+        if deadline is not None:
+            deadline.restart()
+
+    for name in ("before_cursor_execute", "after_cursor_execute", "commit", "rollback"):
+        event.listen(engine, name, restart)
+
+
+@contextmanager
+def answering_within(session: orm.Session, seconds: float) -> Iterator[None]:
+    """Give up on a database that stops answering: no wait of the block for a connection, a
+    statement or a commit may last more than `seconds`.
+
+    Past it, the session's connection is dropped without a word to the server (invalidated: no
+    rollback sent to a server that would not answer it) and `Unavailable` is raised, which the
+    web answers 503 with Retry-After; the transaction was not committed. Under the web's gevent
+    worker only (receiver.deadline): elsewhere the connect and statement timeouts bound waits.
+    """
+    deadline = Deadline(seconds)
+    token = _DEADLINE.set(deadline)
+    try:
+        with deadline:
+            yield
+    finally:
+        _DEADLINE.reset(token)
+    if deadline.expired:
+        session.invalidate()
+        raise Unavailable(f"the database did not answer within {seconds:g} s")
 
 
 def insert_for(session: orm.Session, table: sa.Table) -> Any:
@@ -186,14 +265,20 @@ class Database:
     def __init__(self) -> None:
         self.engine: sa.Engine | None = None
         self.sessionmaker: orm.sessionmaker[orm.Session] | None = None
+        self.read_sessionmaker: orm.sessionmaker[orm.Session] | None = None
 
     def init_app(self, app: Flask) -> None:
         self.engine = make_engine(
             app.config["DATABASE_URL"],
             pool_size=app.config["DB_POOL_SIZE"],
             sqlite_synchronous=app.config["SQLITE_SYNCHRONOUS"],
+            connect_timeout=app.config["DB_CONNECT_TIMEOUT"],
+            statement_timeout=app.config["DB_STATEMENT_TIMEOUT"],
         )
         self.sessionmaker = orm.sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessionmaker = orm.sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
         app.extensions["receiver.db"] = self
         app.teardown_appcontext(_close_session)
 
@@ -202,6 +287,15 @@ class Database:
         """A session of its own, for jobs and commands; closed (and rolled back) at the end."""
         assert self.sessionmaker is not None, "init_app was not called"
         with self.sessionmaker() as session:
+            yield session
+
+
+    @contextmanager
+    def read_session(self) -> Iterator[orm.Session]:
+        """A session for a quick read outside any transaction (autocommit: no BEGIN, no ROLLBACK);
+        its connection goes back to the pool when the block ends. Its objects stay readable."""
+        assert self.read_sessionmaker is not None, "init_app was not called"
+        with self.read_sessionmaker() as session:
             yield session
 
 

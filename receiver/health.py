@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify
 
-from .db import first_read, get_db, get_session
+from .db import answering_within, first_read, get_db, get_session
 from .migrate import current_and_head
 
 bp = Blueprint("health", __name__)
@@ -21,8 +21,10 @@ def readyz() -> tuple[Response, int]:
     """Answer 200 only when the database is reachable and its schema is at head."""
     engine = get_db().engine
     assert engine is not None
+    session = get_session()
     try:
-        current, head = first_read(get_session(), lambda: current_and_head(engine))
+        with answering_within(session, current_app.config["DB_WAIT_TIMEOUT"]):
+            current, head = first_read(session, lambda: current_and_head(engine))
     except Exception as exc:  # any failure to reach the database means not ready
         body = {
             "status": "ERROR",

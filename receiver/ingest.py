@@ -93,8 +93,7 @@ _RAW_KEY = ["source", "fingerprint"]
 def receive(session: orm.Session, request: RawRequest, settings: Settings) -> Outcome:
     """Store one authenticated request and everything it says; commit; say how it went.
 
-    Continues the transaction the session has open (the view's source lookup), so that a
-    webhook costs one transaction.
+    Runs in one transaction (continuing one the session has open, if any).
     """
     raw, events, errors = _parse(request, settings.max_events)
     for attempt in range(1, _ATTEMPTS + 1):

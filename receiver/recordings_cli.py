@@ -14,6 +14,7 @@ from flask.cli import with_appcontext
 from . import recordings_sweep, tasks
 from .db import get_db, utcnow
 from .models import Recording, RecordingState
+from .quiet import QuietRepeats
 from .wording import plural
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,11 @@ def worker_command(concurrency: int | None) -> None:
     """Run the background worker: recording downloads and the sweep, until SIGINT or SIGTERM."""
     # Presigned recording URLs carry signatures in their query: keep httpx from logging URLs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # While the queue or the database is down, every polling thread fails the same way, many
+    # times a second: one traceback a cause, then a line with a count every 30 s.
+    quiet = QuietRepeats()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(quiet)
     jobs = _jobs()
     config = current_app.config
     workers = concurrency or config["WORKER_CONCURRENCY"]

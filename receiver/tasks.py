@@ -15,17 +15,28 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import redis
 from flask import Flask
 from huey import Huey, RedisHuey  # type: ignore[import-untyped]
 from huey.storage import SqliteStorage  # type: ignore[import-untyped]
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from . import recordings, recordings_sweep
 from .db import Database
 from .fetcher import Fetcher
 from .fetcher import Policy as DownloadPolicy
 from .provider import make_client, make_limiter
+from .quiet import Throttle
 
 log = logging.getLogger(__name__)
+
+# Redis that does not answer must not hold a caller for long: a connection gets this long to
+# open and a command (the worker's 1 s blocking pop included) this long to answer, and a failed
+# command is not tried again (the caller has its own fallback: the sweep, the consumer's next
+# poll). The web bounds its enqueue tighter still (receiver.recordings_queue).
+REDIS_CONNECT_TIMEOUT = 0.5
+REDIS_COMMAND_TIMEOUT = 5.0
 
 
 class LazySqliteStorage(SqliteStorage):  # type: ignore[misc]
@@ -46,7 +57,13 @@ class LazySqliteStorage(SqliteStorage):  # type: ignore[misc]
 def make_huey(config: Mapping[str, Any]) -> Huey:
     """Redis when REDIS_URL is set, else SQLite under VAR_DIR."""
     if config.get("REDIS_URL"):
-        return RedisHuey(name=config["REDIS_PREFIX"], url=config["REDIS_URL"], results=False)
+        pool = redis.ConnectionPool.from_url(
+            config["REDIS_URL"],
+            socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+            socket_timeout=REDIS_COMMAND_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
+        return RedisHuey(name=config["REDIS_PREFIX"], connection_pool=pool, results=False)
     # No fsync: the queue only hints which rows to look at; a job lost in a power cut is found by the sweep.
     filename = str(Path(config["VAR_DIR"]) / "huey.db")
     return Huey(
@@ -63,6 +80,8 @@ class Jobs:
         self.policy = recordings.Policy.from_config(app.config)
         self._downloader: recordings.Downloader | None = None
         self._lock = threading.Lock()
+        # Webhooks that could not hand their recordings over, said once a cause an interval.
+        self.enqueue_failures = Throttle()
         self.download = self.huey.task(name="download_recording")(self._download)
 
     def downloader(self) -> recordings.Downloader:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 import sqlalchemy as sa
@@ -9,7 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import orm
 
 from .. import bodies, ingest, keys, metrics, recordings_queue
-from ..db import first_read, get_session, utcnow
+from ..db import answering_within, first_read, get_db, get_session, utcnow
 from ..errors import error_response
 from ..models import Source
 from ..payloads import URL_KINDS
@@ -28,22 +29,30 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
     if kind is not None and kind not in URL_KINDS:
         return error_response(404, f"unknown kind {kind!r}; one of: {', '.join(URL_KINDS)}")
     if (request.content_length or 0) > current_app.config["MAX_BODY_BYTES"]:
-        return error_response(413, "body too large")
+        return _closing(error_response(413, "body too large"))
+    found = _source_named(source)
+    if found is None:
+        return _closing(error_response(404, f"unknown source {source!r}"))
+
+    # Credentials come from the headers and the query: check them before reading the body, so
+    # that a wrong one costs no read of a body trickled in slowly.
+    secret_ok = secret_accepted(found, _presented_secret(), utcnow())
+    token = request.args.get("token")
+    token_ok = token is not None and keys.matches(token, found.validation_key_digest)
+    if not (secret_ok or token_ok):
+        message = "validation key does not match" if token is not None else "missing or invalid secret"
+        return _refuse(found, message)
+
     body = request.get_data(cache=False)
     if len(body) > current_app.config["MAX_BODY_BYTES"]:  # a chunked body, cut by werkzeug
-        return error_response(413, "body too large")
-    session = get_session()
-    found = _source_named(session, source)
-    if found is None:
-        return error_response(404, f"unknown source {source!r}")
-
+        return _closing(error_response(413, "body too large"))
     challenge = _challenge(body)
-    if "token" in request.args and challenge is not None:
-        if keys.matches(request.args["token"], found.validation_key_digest):
+    if token is not None and challenge is not None:
+        if token_ok:
             return jsonify({"challenge": challenge}), 200
         return _refuse(found, "validation key does not match")
 
-    if not secret_accepted(found, _presented_secret(), utcnow()):
+    if not secret_ok:
         return _refuse(found, "missing or invalid secret")
     if found.signing_key and not keys.signature_matches(
         body, request.headers.get("Signature"), found.signing_key
@@ -52,28 +61,31 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
     if challenge is not None and _only_challenge(body):
         return jsonify({"challenge": challenge}), 200
 
-    outcome = ingest.receive(
-        session, _raw_request(source, kind, body), ingest.Settings.from_config(current_app.config)
-    )
+    session = get_session()
+    with _database(session):
+        outcome = ingest.receive(
+            session, _raw_request(source, kind, body), ingest.Settings.from_config(current_app.config)
+        )
     metrics.count_ingest(outcome)
     if outcome.new_recordings:
-        try:
-            recordings_queue.enqueue(outcome.new_recordings)
-        except Exception:  # committed already: the worker's sweep finds pending recordings
-            current_app.logger.exception("could not hand recordings to the worker")
+        recordings_queue.enqueue(outcome.new_recordings)  # bounded; the worker's sweep is the fallback
     return jsonify(outcome.answer()), outcome.code
 
 
-def _source_named(session: orm.Session, name: str) -> Source | None:
-    """The source, read in the transaction that ingest.receive continues and commits.
-
-    Every other way out of the view ends that transaction (the session is closed, so rolled
-    back). A name no source can have (too long, a NUL) is not looked up.
-    """
+def _source_named(name: str) -> Source | None:
+    """The source, read outside any transaction: no database connection is held while the body
+    arrives (it may trickle in for a while), and ingest.receive has a transaction of its own.
+    A name no source can have (too long, a NUL) is not looked up."""
     if not possible_name(name):
         return None
     statement = sa.select(Source).where(Source.name == name)
-    return first_read(session, lambda: session.scalars(statement).one_or_none())
+    with get_db().read_session() as session, _database(session):
+        return first_read(session, lambda: session.scalars(statement).one_or_none())
+
+
+def _database(session: orm.Session) -> AbstractContextManager[None]:
+    """A database that stops answering gives 503 within DB_WAIT_TIMEOUT, not a hang."""
+    return answering_within(session, current_app.config["DB_WAIT_TIMEOUT"])
 
 
 def _presented_secret() -> str | None:
@@ -87,10 +99,17 @@ def _presented_secret() -> str | None:
 def _refuse(source: Source, message: str) -> tuple[Response, int]:
     source_id, name = source.id, source.name
     session = get_session()
-    session.rollback()  # end the lookup's transaction; the counter has one of its own
-    first_read(session, lambda: count_auth_failure(session, source_id))
+    with _database(session):
+        first_read(session, lambda: count_auth_failure(session, source_id))
     metrics.AUTH_FAILURES.labels(source=name).inc()
-    return error_response(401, message)
+    return _closing(error_response(401, message))
+
+
+def _closing(answer: tuple[Response, int]) -> tuple[Response, int]:
+    """An answer given with the body not (wholly) read: the connection is closed after it, where
+    the server would otherwise read the rest (perhaps trickled in slowly) to keep the connection."""
+    answer[0].headers["Connection"] = "close"
+    return answer
 
 
 def _challenge(body: bytes) -> str | None:

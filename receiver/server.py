@@ -1,0 +1,223 @@
+"""The gunicorn workers of `web`: gevent's (the default) and gthread's, made fit for the internet.
+
+On top of gunicorn's own workers they:
+- answer gunicorn's own errors (400, 414, 431, 501...) as JSON in the `{status, code, message}`
+  shape, without echoing the request back;
+- keep credentials out of the error log: a malformed request line or header is logged with the
+  values of `secret`, `token` and `access_token` and of credential headers replaced;
+- close the connection after an answer that says `Connection: close` (gunicorn drops that header
+  from an app's answer and would otherwise read a refused request's body to keep the connection);
+- under gevent, give a request's body WEB_BODY_TIMEOUT seconds (default 30) after its headers to
+  arrive; past that the app answers 408 and the connection is closed. The request line and
+  headers must arrive within gunicorn's `keepalive` seconds of the connection opening (or of the
+  previous answer): gevent's worker applies that itself, closing the connection silently.
+
+Under gevent each connection is a greenlet, so a slow client holds no thread and no database
+connection while its request trickles in; the database and the job queue are given deadlines of
+their own (receiver.db, receiver.recordings_queue).
+
+This module is imported by gunicorn's master before it forks: it imports nothing of the app
+(see receiver/__init__.py), only gunicorn, gevent and the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from typing import Any
+from urllib.parse import unquote_plus
+
+from gunicorn import util
+from gunicorn.workers.ggevent import GeventWorker
+from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
+
+REDACTED = "REDACTED"
+# Query parameters that carry credentials (`token` is the source's validation key,
+# `access_token` the provider's API token), and headers that do.
+_CREDENTIAL_PARAMS = frozenset({"secret", "token", "access_token"})
+_PARAM = re.compile(r"(?P<lead>^|[?&;\s'\"(])(?P<name>[^=&;\s'\"?]+)=(?P<value>[^&;\s'\"#]*)")
+_SCHEME = re.compile(r"(?i)\b(?P<scheme>bearer|basic|digest|token)(?P<gap>\s+)[^\s'\",]+")
+_HEADER = re.compile(
+    r"(?i)\b(?P<name>authorization|proxy-authorization|cookie|x-api-key)(?P<sep>[\s:=]+)[^'\"]*"
+)
+
+# Short messages for gunicorn's error answers; never the request itself, which may carry a secret.
+_MESSAGES = {
+    400: "malformed request: the request line or a header could not be parsed",
+    403: "forbidden",
+    414: "request line too long",
+    417: "expectation not supported",
+    431: "request header fields too large",
+    500: "internal error",
+    501: "transfer coding not supported",
+}
+
+
+def redact(text: str) -> str:
+    """`text` with the values of credential parameters and headers replaced by REDACTED."""
+
+    def param(match: re.Match[str]) -> str:
+        if unquote_plus(match["name"]).lower() not in _CREDENTIAL_PARAMS:
+            return match[0]
+        return f"{match['lead']}{match['name']}={REDACTED}"
+
+    text = _PARAM.sub(param, text)
+    text = _HEADER.sub(lambda m: f"{m['name']}{m['sep']}{REDACTED}", text)
+    return _SCHEME.sub(lambda m: f"{m['scheme']}{m['gap']}{REDACTED}", text)
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrite a log record's message and traceback with `redact`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+class _Captured:
+    """Stands in for the client socket while gunicorn writes its HTML error answer."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def gettimeout(self) -> float:
+        return 0.0
+
+    def setblocking(self, _flag: bool) -> None:
+        pass
+
+    def sendall(self, data: bytes) -> None:
+        self.data += data
+
+
+def _status_of(answer: bytes) -> tuple[int, str]:
+    """The code and reason of an HTTP answer's status line; 500 when there is none."""
+    parts = answer.split(b"\r\n", 1)[0].split(b" ", 2)
+    if len(parts) == 3 and parts[1].isdigit():
+        return int(parts[1]), parts[2].decode("latin-1")
+    return 500, "Internal Server Error"
+
+
+def json_error(code: int, reason: str) -> bytes:
+    """A whole HTTP/1.1 error answer with a JSON body; the connection is closed after it."""
+    body = json.dumps(
+        {"status": "ERROR", "code": code, "message": _MESSAGES.get(code, reason.lower())}
+    ).encode()
+    head = (
+        f"HTTP/1.1 {code} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+class _Hardened:
+    """What both workers add to gunicorn's; see the module's docstring."""
+
+    log: Any
+    wsgi: Any
+    body_timeout: float | None = None  # set by the gevent worker
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()  # type: ignore[misc]
+        self.log.error_log.addFilter(RedactSecrets())
+        self.wsgi = _Closing(self.wsgi, self.body_timeout)
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """Let gunicorn log (redacted) and pick the status; answer it as JSON."""
+        captured = _Captured()
+        super().handle_error(req, captured, addr, exc)  # type: ignore[misc]
+        try:
+            util.write_nonblock(client, json_error(*_status_of(captured.data)))
+        except Exception:
+            self.log.debug("Failed to send error message.")
+
+
+class _Closing:
+    """The app, with `Connection: close` honoured and (under gevent) a deadline on the body."""
+
+    def __init__(self, app: Any, body_timeout: float | None) -> None:
+        self.app = app
+        self.body_timeout = body_timeout
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        body = None
+        if self.body_timeout:
+            body = _DeadlineInput(environ["wsgi.input"], time.monotonic() + self.body_timeout)
+            environ["wsgi.input"] = body
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            closing = any(
+                name.lower() == "connection" and value.strip().lower() == "close" for name, value in headers
+            )
+            if closing or (body is not None and body.expired):
+                # gunicorn's Response; its start_response is bound to it.
+                response = getattr(start_response, "__self__", None)
+                if response is not None and hasattr(response, "force_close"):
+                    response.force_close()
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
+
+
+class _DeadlineInput:
+    """`wsgi.input` that raises 408 once its deadline has passed (greenlets only)."""
+
+    def __init__(self, stream: Any, deadline: float) -> None:
+        self.stream = stream
+        self.deadline = deadline
+        self.expired = False
+
+    def _within_deadline(self, read: Any, *args: Any) -> Any:
+        import gevent
+
+        left = self.deadline - time.monotonic()
+        timer = gevent.Timeout(max(left, 0.001))
+        timer.start()
+        try:
+            return read(*args)
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            self.expired = True
+            from werkzeug.exceptions import RequestTimeout
+
+            raise RequestTimeout("the request body did not arrive in time") from None
+        finally:
+            timer.cancel()
+
+    def read(self, size: int | None = None) -> bytes:
+        return self._within_deadline(self.stream.read, size)  # type: ignore[no-any-return]
+
+    def readline(self, size: int | None = None) -> bytes:
+        return self._within_deadline(self.stream.readline, size)  # type: ignore[no-any-return]
+
+    def readlines(self, hint: int | None = None) -> list[bytes]:
+        return self._within_deadline(self.stream.readlines, hint)  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Any:
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+
+class Worker(_Hardened, GeventWorker):
+    """gevent's worker (a greenlet a connection), hardened."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.body_timeout = float(os.environ.get("WEB_BODY_TIMEOUT") or 30)
+
+
+class ThreadWorker(_Hardened, GthreadWorker):
+    """gthread's worker (WEB_WORKER_CLASS=gthread), hardened but for the body deadline: a slow
+    client holds one of its threads until the request is complete."""
