@@ -91,7 +91,12 @@ def test_contact_event_posted_to_any_kind_url_is_a_contact_event(hooks, app, kin
     assert len(rows(app, ContactEvent)) == 1
     assert raw_events(app)[0].kinds == ["contact"]
     counts = row_counts(app)
-    assert (counts["messages"], counts["inbound_messages"], counts["calls"], counts["opt_outs"]) == (0, 0, 0, 0)
+    assert (counts["messages"], counts["inbound_messages"], counts["calls"], counts["opt_outs"]) == (
+        0,
+        0,
+        0,
+        0,
+    )
 
 
 def test_contact_naming_no_one_is_quarantined(hooks, app):
