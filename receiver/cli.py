@@ -107,7 +107,10 @@ def sources_remove(name: str) -> None:
     click.echo(f"source {name} removed; what it delivered is kept")
 
 
-@click.group("apikeys", help="Keys of the query API: `read` keys read; `operate` keys also replay events.")
+@click.group(
+    "apikeys",
+    help="Keys of the query API: `read` keys read; `operate` keys also replay events and retry recordings.",
+)
 def apikeys_cli() -> None:
     pass
 
@@ -120,7 +123,7 @@ def apikeys_cli() -> None:
     default=ApiScope.read.value,
     show_default=True,
     help="read: the query API's lists and resources; operate: also replay raw events "
-    "(POST /api/v1/events/ID/replay).",
+    "(POST /api/v1/events/ID/replay) and retry recordings (POST /api/v1/recordings/ID/retry).",
 )
 @with_appcontext
 def apikeys_create(name: str, scope: str) -> None:

@@ -33,6 +33,10 @@ class NotFound(ReceiverError):
     status_code = 404
 
 
+class Conflict(ReceiverError):
+    status_code = 409
+
+
 class Unprocessable(ReceiverError):
     status_code = 422
 

@@ -5,6 +5,11 @@ and leave as CSV text a batch at a time, so a million rows take no more memory t
 The columns are the list resource's flat keys, in the order of its JSON: the output schema is the
 one description of a resource, and a nested list (a message's events, a call's recordings) has
 no place in a flat row.
+
+A text cell that a spreadsheet would read as a formula (it starts with `=`, `+`, `-`, `@`, a tab
+or a carriage return) gets a `'` in front, as does one that starts with `'` itself, so that
+removing one leading `'` from any text cell gives the value exactly as stored. Anyone who can send
+an SMS writes the text of an inbound message, and support staff open these files in spreadsheets.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from . import queries
 from .schemas.api import UTCDateTime
 
 BATCH_ROWS = 1000
+# What makes a spreadsheet read a cell as a formula; and the quote that marks the cell as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+TEXT_MARK = "'"
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,15 @@ def _utc_text(column: Any, dialect: str) -> Any:
         (fraction == 0, sa.func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS"Z"')),
         else_=sa.func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
     )
+
+
+def _as_text_cell(column: Any) -> Any:
+    """The text, with TEXT_MARK in front where it starts like a formula or with TEXT_MARK, in SQL
+    (the same on SQLite and PostgreSQL, and so in COPY's output too)."""
+    first = sa.func.substr(column, 1, 1)
+    # One parameter each (an expanding IN would not survive COPY's own compilation).
+    starts = first.in_([sa.literal(start) for start in (*FORMULA_STARTS, TEXT_MARK)])
+    return sa.case((starts, sa.literal(TEXT_MARK) + column), else_=column)
 
 
 def _decimal_text(column: Any, dialect: str, places: int) -> Any:
@@ -84,6 +101,8 @@ def csv_columns(schema: Schema, model: type[Any], dialect: str) -> list[Column]:
                 convert = _json
         elif isinstance(expression.type, sa.Enum):
             expression = sa.type_coerce(expression, sa.String)  # the stored value is the API's
+        elif isinstance(field, fields.String) and isinstance(expression.type, sa.String):
+            expression = _as_text_cell(expression)
         columns.append(Column(field.data_key or name, expression, convert))
     return columns
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .db import Base, BigId, utcnow
 
+MAX_ID = 2**63 - 1  # the largest id a row can have (a 64-bit signed integer)
 bigid_pk = Annotated[int, mapped_column(BigId, primary_key=True, autoincrement=True)]
 created = Annotated[datetime, mapped_column(default=utcnow)]
 name64 = Annotated[str, mapped_column(sa.String(64))]

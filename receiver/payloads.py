@@ -101,6 +101,9 @@ def _kind_for_url(
     event_kind: str | None = None,
     event_channel: str | None = None,
 ) -> tuple[str | None, str | None]:
+    # A contact object is a contact event whatever URL it comes to: never a message, call or opt-out.
+    if event_kind == "contact" or (event_kind is None and _is_contact(fields)):
+        return "contact", None
     if url_kind == "sms-status":
         return "sms-status", "sms"
     if url_kind == "sms-inbound":
@@ -110,13 +113,11 @@ def _kind_for_url(
     if url_kind == "unsubscription":
         return "unsubscription", event_channel
     # whatsapp, rcs, viber: the envelope says which, else a status has a status and no message
-    if event_kind in ("channel-status", "inbound", "unsubscription", "contact"):
+    if event_kind in ("channel-status", "inbound", "unsubscription"):
         return event_kind, url_kind
     # An opt-out has a `status` too ("Unsubscriber created successfully"), but a receiver and a type.
     if "receiver" in fields and ("status" not in fields or fields.keys() & {"type", "value"}):
         return "unsubscription", url_kind
-    if _is_contact(fields):
-        return "contact", None
     if fields.get("status") not in (None, "") and not any(
         key in fields for key in ("message", "text", "recipient")
     ):

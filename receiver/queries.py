@@ -24,12 +24,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from .models import Call, ContactEvent, InboundMessage, Message, OptOut, RawEvent, Recording
+from .models import MAX_ID, Call, ContactEvent, InboundMessage, Message, OptOut, RawEvent, Recording
 
 _CURSOR_VERSION = "c1"
 _CHECK_BYTES = 8
 _MAX_CURSOR_CHARS = 1024
-_MAX_ID = 2**63 - 1
 
 
 class CursorError(ValueError):
@@ -306,7 +305,7 @@ def _position_value(key: SortKey, value: Any) -> Any:
             raise CursorError("not a cursor issued by receiver") from None
         if moment.tzinfo is not None:
             return moment
-    if key.kind is int and type(value) is int and 0 <= value <= _MAX_ID:
+    if key.kind is int and type(value) is int and 0 <= value <= MAX_ID:
         return value
     if key.kind is str and isinstance(value, str) and 0 < len(value) <= 256:
         return value

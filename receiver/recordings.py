@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from sqlalchemy import orm
 from . import fetcher as fetch
 from .db import utcnow
 from .models import Call, Recording, RecordingState
+from .numbers import DEFAULT_COUNTRY_CODE, canonical
 from .provider import ProviderAuthError, ProviderClient, ProviderError
 from .recording_files import lock_files, place, storage_path
 from .wording import plural
@@ -60,6 +60,7 @@ class Policy:
     match_window: float
     requeue_after: float
     timezone: ZoneInfo
+    country_code: str = DEFAULT_COUNTRY_CODE
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Policy:
@@ -74,6 +75,7 @@ class Policy:
             match_window=config["RECORDING_MATCH_WINDOW"],
             requeue_after=config["RECORDING_REQUEUE_AFTER"],
             timezone=ZoneInfo(config["PROVIDER_TIMEZONE"]),
+            country_code=config["DEFAULT_COUNTRY_CODE"],
         )
 
 
@@ -319,17 +321,11 @@ def backoff(attempt: int, base: float, cap: float) -> float:
 # -- the recordings API fallback ----------------------------------------------------------------
 
 
-def _digits(value: Any) -> str:
-    return re.sub(r"\D", "", str(value or ""))
-
-
-def numbers_match(a: Any, b: Any) -> bool:
-    """The same phone number, with or without country code, `+` or spacing."""
-    x, y = _digits(a), _digits(b)
-    if not x or not y:
-        return False
-    shorter, longer = sorted((x, y), key=len)
-    return longer.endswith(shorter) and len(shorter) >= min(len(longer), 8)
+def numbers_match(a: Any, b: Any, country_code: str = DEFAULT_COUNTRY_CODE) -> bool:
+    """The same phone number by the rule every number filter uses (receiver.numbers): with or
+    without country code, `+`, `00`, a trunk `0` or spacing; a national number has `country_code`."""
+    x, y = canonical(a, country_code), canonical(b, country_code)
+    return x is not None and x == y
 
 
 def _provider_time(value: Any, tz: ZoneInfo) -> datetime | None:
@@ -354,9 +350,9 @@ def find_fresh_url(
         if progress is not None:
             progress(seen)  # keeps the lease while pages come in
         audio = item.get("audio")
-        if not audio or not numbers_match(item.get("call_from"), call.from_number):
+        if not audio or not numbers_match(item.get("call_from"), call.from_number, policy.country_code):
             continue
-        if not numbers_match(item.get("call_to"), call.to_number):
+        if not numbers_match(item.get("call_to"), call.to_number, policy.country_code):
             continue
         created = _provider_time(item.get("created_at"), policy.timezone)
         if created is None:

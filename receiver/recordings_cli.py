@@ -13,7 +13,7 @@ from flask.cli import with_appcontext
 
 from . import recordings_sweep, tasks
 from .db import get_db, utcnow
-from .models import Recording, RecordingState
+from .models import MAX_ID, Recording, RecordingState
 from .quiet import QuietRepeats
 from .wording import plural
 
@@ -67,7 +67,13 @@ def recordings_cli() -> None:
 
 
 @recordings_cli.command("status")
-@click.option("--limit", default=20, show_default=True, help="How many failed recordings to list.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    default=20,
+    show_default=True,
+    help="How many failed recordings to list (1 to 1000).",
+)
 @with_appcontext
 def status_command(limit: int) -> None:
     """Count recordings by state; list the latest failures with their errors."""
@@ -101,7 +107,7 @@ def status_command(limit: int) -> None:
 
 
 @recordings_cli.command("retry")
-@click.argument("recording_id", type=int, required=False)
+@click.argument("recording_id", type=click.IntRange(1, MAX_ID), required=False)
 @click.option("--failed", "all_failed", is_flag=True, help="Retry every failed recording.")
 @with_appcontext
 def retry_command(recording_id: int | None, all_failed: bool) -> None:
@@ -111,12 +117,14 @@ def retry_command(recording_id: int | None, all_failed: bool) -> None:
     if recording_id is not None and all_failed:
         raise click.UsageError("give a recording ID or --failed, not both")
     with get_db().new_session() as session:
-        ids = recordings_sweep.reset_for_retry(session, recording_id, all_failed)
-        if recording_id is not None and not ids:
-            state = session.scalar(sa.select(Recording.state).where(Recording.id == recording_id))
-            if state is None:
-                raise click.ClickException(f"no recording {recording_id}")
-            reason = "already stored" if state == RecordingState.stored else "a job is working on it"
-            raise click.ClickException(f"recording {recording_id} not queued: {reason}")
-    _jobs().enqueue(ids)
-    click.echo(f"{plural(len(ids), 'recording')} queued again")
+        if recording_id is None:
+            count = len(recordings_sweep.retry_failed(session))
+        else:
+            try:
+                recordings_sweep.retry(session, recording_id)
+            except LookupError:
+                raise click.ClickException(f"no recording {recording_id}") from None
+            except recordings_sweep.NotRetryable as exc:
+                raise click.ClickException(f"recording {recording_id} not queued: {exc}") from None
+            count = 1
+    click.echo(f"{plural(count, 'recording')} queued again")

@@ -1,4 +1,5 @@
-"""Service: the recordings no job holds. The sweep takes them back; `retry` puts failed ones back.
+"""Service: the recordings no job holds. The sweep takes them back; `retry` puts one (the CLI
+and the API) or every failed one back.
 
 Every worker sweeps, so several may at once: each takes rows with one conditional UPDATE, and a
 row one sweep took no longer matches for the next, so it is queued once per sweep interval.
@@ -14,6 +15,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from . import recordings_queue
 from .db import utcnow
 from .models import Recording, RecordingState
 from .recordings import WAITING, Policy
@@ -73,12 +75,40 @@ def clean_temp_files(policy: Policy, older_than: float) -> int:
     return removed
 
 
-def reset_for_retry(session: orm.Session, recording_id: int | None, failed: bool) -> list[int]:
-    """Put failed recordings (or one not stored and not held) back to pending with fresh attempts."""
+class NotRetryable(Exception):
+    """A recording that cannot be queued again now; the message says why."""
+
+
+def retry(session: orm.Session, recording_id: int) -> None:
+    """Queue one recording again with a fresh count of attempts: any state but `stored`, and only
+    when no job holds it. Raise LookupError for an unknown id, NotRetryable saying why not."""
+    ids = _reset(session, sa.and_(Recording.id == recording_id, Recording.state != S.stored, _free()))
+    if not ids:
+        with session.begin():
+            state = session.scalar(sa.select(Recording.state).where(Recording.id == recording_id))
+        if state is None:
+            raise LookupError(recording_id)
+        raise NotRetryable("already stored" if state == S.stored else "a job is working on it")
+    recordings_queue.enqueue(ids)
+
+
+def retry_failed(session: orm.Session) -> list[int]:
+    """Queue every failed recording again with a fresh count of attempts; return their ids."""
+    ids = _reset(session, Recording.state == S.failed)
+    recordings_queue.enqueue(ids)
+    return ids
+
+
+def _free() -> sa.ColumnElement[bool]:
+    r = Recording
+    return sa.or_(r.locked_until.is_(None), r.locked_until < utcnow())
+
+
+def _reset(session: orm.Session, condition: sa.ColumnElement[bool]) -> list[int]:
+    """Put the matching recordings back to pending, due now, with fresh attempts. Should the queue
+    not take the job, the row is what the sweep finds."""
     now = utcnow()
     r = Recording
-    free = sa.or_(r.locked_until.is_(None), r.locked_until < now)
-    condition = r.state == S.failed if failed else sa.and_(r.id == recording_id, r.state != S.stored, free)
     with session.begin():
         return list(
             session.scalars(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +32,33 @@ def _processes(bind: str) -> dict[str, list[str]]:
         "web": [python, "-m", "gunicorn", "--config", str(conf), "--bind", bind, "receiver:create_app()"],
         "worker": [python, "-m", "receiver", "worker"],
     }
+
+
+def check_bind(bind: str) -> None:
+    """Refuse, in one line, an address web cannot listen on (a port in use, a host not on this
+    machine), before anything starts; gunicorn would retry for seconds, then stop the service."""
+    if bind.startswith(("unix:", "fd://")) or ":" not in bind:
+        return  # gunicorn's other address forms: it says itself what is wrong with them
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    if not port.isdigit():
+        return
+    # As gunicorn binds it: IPv6 for an IPv6 literal, else IPv4; SO_REUSEADDR, so that only a
+    # listening socket (not one in TIME_WAIT) counts as in use.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, int(port)))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise click.ClickException(
+                    f"{bind} is in use (another receiver, or another program?): "
+                    "pick another address with --bind HOST:PORT or the BIND setting"
+                ) from None
+            raise click.ClickException(f"cannot listen on {bind}: {exc.strerror or exc}") from None
+        except (OverflowError, UnicodeError) as exc:  # a port over 65535, a host name IDNA refuses
+            raise click.ClickException(f"cannot listen on {bind}: {exc}") from None
 
 
 def start_notices(config: Mapping[str, Any], bind: str) -> list[str]:
@@ -61,6 +90,7 @@ def start_notices(config: Mapping[str, Any], bind: str) -> list[str]:
 def run_command(bind: str) -> None:
     """Migrate the database, then start web and worker; stop both on Ctrl-C or if one dies."""
     config = current_app.config
+    check_bind(bind)
     migrate.upgrade(config["DATABASE_URL"])
     metrics_dir = Path(config["VAR_DIR"]) / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)

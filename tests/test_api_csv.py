@@ -31,9 +31,15 @@ def _rows(response) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(response.get_data(as_text=True), newline="")))
 
 
+# A text cell a spreadsheet would take for a formula, or one starting with the mark itself, gets a `'`.
+MARKED = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
 def _as_csv(value) -> str:
     if value is None:
         return ""
+    if isinstance(value, str) and value.startswith(MARKED):
+        return "'" + value
     return str(value)
 
 
@@ -100,6 +106,34 @@ def test_opt_outs_recordings_and_contacts_csv_match_json(hooks, api):
     contacts = _same_as_json(api, "/api/v1/contacts", None)
     assert json.loads(contacts[1]["contact"])["attributes"]["membership"] == "platinum"
     assert len(_same_as_json(api, "/api/v1/contacts", None, number="+91 98450 12345")) == 1
+
+
+FORMULAS = ['=HYPERLINK("http://x.test","click")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)"]
+
+
+def test_text_that_a_spreadsheet_would_run_is_marked_as_text(hooks, api):
+    """Anyone who can send an SMS writes an inbound message's text; support staff open the export."""
+    for index, text in enumerate([*FORMULAS, "'already quoted", "plain = text"]):
+        hooks.post({"from": "+919845012345", "to": "919019000000", "text": text, "id": f"in:{index}"})
+    hooks.post(sms(id="=1+1", custom="=1+1", mobile="+919845012345"))
+    hooks.post(dict(CONTACT_CREATED, first_name="@evil", last_name="-"))
+    hooks.post(dict(OBD, billing=-5))
+
+    inbound = {row["id"]: row for row in _rows(api("/api/v1/inbound?format=csv"))}
+    for index, text in enumerate(FORMULAS):
+        assert inbound[f"in:{index}"]["text"] == "'" + text
+        assert inbound[f"in:{index}"]["from"] == "'+919845012345"
+    assert inbound[f"in:{len(FORMULAS)}"]["text"] == "''already quoted"  # one `'` off gives it back
+    assert inbound[f"in:{len(FORMULAS) + 1}"]["text"] == "plain = text"
+    (message,) = _rows(api("/api/v1/messages?format=csv"))
+    assert (message["id"], message["custom"], message["mobile"]) == ("'=1+1", "'=1+1", "'+919845012345")
+    assert message["created_at"][0].isdigit()  # times are not text cells
+    (contact,) = _rows(api("/api/v1/contacts?format=csv"))
+    assert (contact["first_name"], contact["last_name"]) == ("'@evil", "'-")
+    (call,) = _rows(api("/api/v1/calls?format=csv"))
+    assert call["billing"] == "-5"  # a number stays a number
+    # The JSON shows every value as stored.
+    assert api("/api/v1/messages").get_json()["data"][0]["custom"] == "=1+1"
 
 
 def test_accept_header_asks_for_csv_too(hooks, api):

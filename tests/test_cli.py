@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from receiver import migrate
 from receiver.cli import cli, script_info
 from receiver.config import SETTINGS, normalise_database_url
-from receiver.runner import start_notices
+from receiver.runner import check_bind, start_notices
 from receiver.sources import add_source
 from receiver.wording import duration, plural
 from tests.conftest import _postgres_database
@@ -91,10 +91,13 @@ def test_apikeys_help_promises_what_an_operate_key_can_do_through_the_api(app):
         for method in item
         if method in ("post", "put", "patch", "delete")
     ]
-    assert writing == [("/api/v1/events/{event_id}/replay", "post")]  # a new one: say so in the help
+    assert writing == [  # a new one: say so in the help
+        ("/api/v1/events/{event_id}/replay", "post"),
+        ("/api/v1/recordings/{recording_id}/retry", "post"),
+    ]
     for path in (("apikeys",), ("apikeys", "create")):
         shown = " ".join(invoke(*path, "--help").output.split())
-        assert "replay" in shown and "retry" not in shown, shown
+        assert "replay" in shown and "retry recordings" in shown, shown
 
 
 def test_the_receiver_command_has_every_command_the_app_registers(app):
@@ -253,3 +256,43 @@ def test_run_tells_a_new_user_what_they_must_know(app, settings):
         assert start_notices(app.config, "0.0.0.0:8000") == [
             "web on http://0.0.0.0:8000, worker started (Ctrl-C stops both)"
         ]
+
+
+@pytest.mark.parametrize("how", ["--bind", "BIND"])
+def test_run_on_an_address_in_use_says_so_in_one_line_and_starts_nothing(migrated, tmp_path, how):
+    """gunicorn would retry for seconds, then stop the service, after `run` had said it was up."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        bind = f"127.0.0.1:{taken.getsockname()[1]}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": migrated,
+            "VAR_DIR": str(tmp_path / "var"),
+            "RECEIVER_ENV_FILE": str(tmp_path / "no.env"),
+        }
+        args = [sys.executable, "-m", "receiver", "run"]
+        if how == "--bind":
+            args += ["--bind", bind]
+        else:
+            env["BIND"] = bind
+        result = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {bind} is in use (another receiver, or another program?): "
+        "pick another address with --bind HOST:PORT or the BIND setting"
+    ]
+    assert not (tmp_path / "var" / "prometheus").exists()  # nothing started
+
+
+def test_check_bind_refuses_an_address_not_on_this_machine_and_passes_a_free_one():
+    with pytest.raises(click.ClickException, match=r"^cannot listen on 192\.0\.2\.1:8000: "):
+        check_bind("192.0.2.1:8000")  # TEST-NET-1: no interface has it
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    check_bind(f"127.0.0.1:{port}")
+    check_bind("unix:/tmp/receiver.sock")  # gunicorn's own forms are left to gunicorn
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))  # the check left the port free

@@ -75,6 +75,30 @@ def test_contact_event_posted_to_a_channel_url_is_a_contact_event(hooks, app, pa
     assert rows(app, Message) == []
 
 
+@pytest.mark.parametrize("kind", ["sms-status", "sms-inbound", "voice", "unsubscription"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        CONTACT_CREATED,
+        dict(CONTACT_UPDATED, mobile="919845012345"),
+        {"event": "contacts:subscriber:subscription", "payload": CONTACT_UPDATED},
+    ],
+)
+def test_contact_event_posted_to_any_kind_url_is_a_contact_event(hooks, app, kind, payload):
+    """The URL names a kind, but a contact object is never a message, an inbound, a call or an opt-out."""
+    response = hooks.post(dict(payload), path=f"/hooks/portal/{kind}")
+    assert response.status_code == 200, response.get_json()
+    assert len(rows(app, ContactEvent)) == 1
+    assert raw_events(app)[0].kinds == ["contact"]
+    counts = row_counts(app)
+    assert (counts["messages"], counts["inbound_messages"], counts["calls"], counts["opt_outs"]) == (
+        0,
+        0,
+        0,
+        0,
+    )
+
+
 def test_contact_naming_no_one_is_quarantined(hooks, app):
     response = hooks.post({"event": "contacts:subscriber:subscription", "payload": {"first_name": "A"}})
     assert response.status_code == 422

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from receiver.ingest import Settings, reprocess
 from receiver.models import Message, RawState
 from tests.conftest import raw_events, row_counts
-from tests.payloads import VMN_INBOUND, sms
+from tests.payloads import CONTACT_CREATED, VMN_INBOUND, sms
 from tests.test_hooks_answers import DROP_FAULT, FAULT_TRIGGERS, get_db_engine
 
 DEEP = b'{"challenge": "c", "a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
@@ -111,6 +111,56 @@ def test_nul_deep_inside_an_envelope_names_its_path(hooks, app):
 def test_nul_in_a_query_parameter_is_quarantined(client, source_secret, app):
     response = client.get(f"/hooks/portal?secret={source_secret}&id=q:1&status=DELIVRD&mobile=9%0090")
     _quarantined(app, response, "mobile", "nul")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type", "field"),
+    [
+        # a message's reference, as JSON
+        (
+            "/hooks/portal",
+            b'{"id": "nul:5", "status": "DELIVRD", "mobile": "9190", "custom": "a\\u0000b"}',
+            "application/json",
+            "custom",
+        ),
+        # an opt-out's value, as a form
+        (
+            "/hooks/portal/unsubscription",
+            b"receiver=9190&type=category&value=W%00UC",
+            "application/x-www-form-urlencoded",
+            "value",
+        ),
+        # a contact's first name, as JSON to a URL naming another kind
+        (
+            "/hooks/portal/sms-status",
+            json.dumps(dict(CONTACT_CREATED, first_name="De\x00mo")).encode(),
+            "application/json",
+            "first_name",
+        ),
+        # the opt-out's channel, from the URL's query
+        (
+            "/hooks/portal/unsubscription?channel=s%00ms",
+            b"receiver=9190&type=all&value=x",
+            "application/x-www-form-urlencoded",
+            "channel",
+        ),
+    ],
+)
+def test_nul_in_a_stored_text_field_is_quarantined_and_replay_says_so_again(
+    hooks, app, path, body, content_type, field
+):
+    """No database column takes a NUL (PostgreSQL's text refuses it): a 422 naming the field, the
+    request kept raw, and a replay that answers 422 again rather than leaving it pending."""
+    response = hooks.post(body, path=path, content_type=content_type)
+    _quarantined(app, response, field, "nul")
+    assert row_counts(app)["opt_outs"] == row_counts(app)["contact_events"] == 0
+    (raw,) = raw_events(app)
+    assert raw.body == body
+    with app.app_context(), app.extensions["receiver.db"].new_session() as session:
+        outcome = reprocess(session, raw.id, Settings.from_config(app.config))
+    assert outcome.code == 422
+    (raw,) = raw_events(app)
+    assert (raw.state, raw.replays) == (RawState.quarantined, 1)
 
 
 # -- values longer or larger than their columns ------------------------------------------------

@@ -294,6 +294,18 @@ def test_numbers_match_across_formats():
     assert not numbers_match(None, "918919520000")
 
 
+def test_numbers_match_by_the_canonical_rule_of_every_number_filter():
+    """A trunk `0` or `00` prefix is the same number; a national number is in the default country,
+    not in any country whose code happens to end it."""
+    assert numbers_match("08919520000", "918919520000")
+    assert numbers_match("00918919520000", "+91 89195-20000")
+    assert not numbers_match("+44 8919520000", "8919520000")
+    assert not numbers_match("448919520000", "918919520000")
+    assert numbers_match("8919520000", "18919520000", country_code="1")
+    assert not numbers_match("8919520000", "918919520000", country_code="1")
+    assert not numbers_match("", "") and not numbers_match(" ", None)
+
+
 def test_a_loopback_url_is_refused_by_default_and_never_fetched(app, hooks, stub):
     configure(app, DOWNLOAD_ALLOW_PRIVATE=False, PROVIDER_ACCESS_TOKEN=None)
     recording = recording_of(app, post_call(hooks, voice_record(stub, "ok", "internal")))

@@ -99,3 +99,90 @@ def test_the_queue_depth_is_in_the_metrics(app, hooks, client, stub):
     recording_id(app, hooks, voice_record(stub, "ok", "metric"))
     metrics = client.get("/metrics").data.decode()
     assert "receiver_queue_depth 1.0" in metrics
+
+
+def _retry(client, key: str, rid: int | str):  # type: ignore[no-untyped-def]
+    return client.post(f"/api/v1/recordings/{rid}/retry", headers={"Authorization": f"Bearer {key}"})
+
+
+def test_retry_through_the_api_resets_the_row_and_queues_a_job(
+    app, hooks, client, api, api_key, operate_key, stub
+):
+    bad = recording_id(app, hooks, voice_record(stub, "expired", "api-bad"))
+    get_jobs(app).downloader().run(bad)  # 403, no access token: failed
+    assert state_of(app, bad) == RecordingState.failed
+
+    refused = _retry(client, api_key, bad)
+    assert refused.status_code == 403
+    assert refused.get_json()["message"] == "this API key may only read; POST needs a key of scope operate"
+    assert state_of(app, bad) == RecordingState.failed
+
+    queued_before = get_jobs(app).huey.pending_count()
+    answer = _retry(client, operate_key, bad)
+    assert answer.status_code == 202, answer.get_json()
+    with app.extensions["receiver.db"].new_session() as session:
+        row = session.get_one(Recording, bad)
+        assert (row.state, row.attempts, row.locked_until) == (RecordingState.pending, 0, None)
+    assert get_jobs(app).huey.pending_count() == queued_before + 1
+    (listed,) = [item for item in api("/api/v1/recordings").get_json()["data"] if item["id"] == bad]
+    assert answer.get_json() == listed  # the recording as the API shows it
+    assert listed["state"] == "pending" and listed["attempts"] == 0
+
+
+def test_retry_through_the_api_refuses_what_it_cannot_queue(app, hooks, client, operate_key, stub):
+    good = recording_id(app, hooks, voice_record(stub, "ok", "api-good"))
+    held = recording_id(app, hooks, voice_record(stub, "ok", "api-held"))
+    get_jobs(app).downloader().run(good)
+    with app.extensions["receiver.db"].new_session() as session, session.begin():
+        recording = session.get_one(Recording, held)
+        recording.state = RecordingState.downloading
+        recording.locked_until = recording.url_expires_at  # a job holds it
+    queued_before = get_jobs(app).huey.pending_count()
+
+    stored = _retry(client, operate_key, good)
+    assert stored.status_code == 409
+    assert stored.get_json() == {
+        "status": "ERROR",
+        "code": 409,
+        "message": f"recording {good} not queued: already stored",
+    }
+    busy = _retry(client, operate_key, held)
+    assert busy.status_code == 409
+    assert busy.get_json()["message"] == f"recording {held} not queued: a job is working on it"
+    assert state_of(app, held) == RecordingState.downloading
+    for unknown in (987654, 2**63, 99999999999999999999):
+        missing = _retry(client, operate_key, unknown)
+        assert missing.status_code == 404
+        assert missing.get_json() == {"status": "ERROR", "code": 404, "message": f"no recording {unknown}"}
+    assert _retry(client, operate_key, -1).status_code == 404
+    assert client.post(f"/api/v1/recordings/{good}/retry").status_code == 401
+    assert get_jobs(app).huey.pending_count() == queued_before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["retry", "99999999999999999999"],
+        ["retry", "0"],
+        ["retry", "--", "-5"],
+        ["status", "--limit", "-1"],
+        ["status", "--limit", "0"],
+        ["status", "--limit", "99999999999999999999"],
+    ],
+)
+def test_recordings_commands_refuse_numbers_out_of_range_in_one_line(runner, args):
+    result = runner.invoke(args=["recordings", *args])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "is not in the range" in errors[0], result.output
+
+
+def test_recordings_status_limit_in_range_lists_that_many_failures(app, hooks, runner, stub):
+    failed = [recording_id(app, hooks, voice_record(stub, "expired", f"f{i}")) for i in range(3)]
+    for rid in failed:
+        get_jobs(app).downloader().run(rid)
+    output = runner.invoke(args=["recordings", "status", "--limit", "2"]).output
+    assert output.count("failed #") == 2
+    output = runner.invoke(args=["recordings", "status", "--limit", "1000"]).output
+    assert output.count("failed #") == 3

@@ -9,7 +9,7 @@ from marshmallow import RAISE
 
 from .. import ingest, queries, replay
 from ..db import get_session
-from ..errors import NotFound, ReceiverError
+from ..errors import Conflict, NotFound
 from ..models import RawEvent
 from ..schemas.api import ErrorSchema, EventDetailSchema, EventPageSchema, EventSchema, ReplaySchema
 from ..schemas.args import EventArgsSchema
@@ -19,10 +19,6 @@ from .lists import csv_documented, documented, list_or_export, valid_id
 
 blp = protected_blueprint("events", __name__, "Raw webhook requests as received, and their replay")
 event_rows = rows.Resource(EventSchema(), RawEvent)
-
-
-class Conflict(ReceiverError):
-    status_code = 409
 
 
 @blp.route("")

@@ -11,10 +11,9 @@ from flask_smorest import Blueprint
 from .. import export, queries
 from ..db import get_db, get_session
 from ..errors import NotFound, Unprocessable
+from ..models import MAX_ID
 from ..schemas.api import ErrorSchema
 from . import rows
-
-_MAX_ID = 2**63 - 1
 
 
 def csv_documented(blp: Blueprint) -> Callable[[Any], Any]:
@@ -76,7 +75,7 @@ IdT = TypeVar("IdT", str, int)
 
 def valid_id(value: IdT, what: str) -> IdT:
     """An id that can name a row; a 404 (not a database error) for one that cannot."""
-    if isinstance(value, int) and value > _MAX_ID:
+    if isinstance(value, int) and value > MAX_ID:
         raise NotFound(f"no {what} {value}")
     if isinstance(value, str) and ("\x00" in value or len(value) > 255):
         raise NotFound(f"no {what} {value!r}")

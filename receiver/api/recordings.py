@@ -1,5 +1,5 @@
-"""GET /api/v1/recordings (by state, with their call ids), and /api/v1/recordings/<id>/audio: a
-stored recording's file, with its type and an ETag."""
+"""GET /api/v1/recordings (by state, with their call ids), /api/v1/recordings/<id>/audio: a
+stored recording's file, with its type and an ETag; and POST /api/v1/recordings/<id>/retry."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 from flask import Response, current_app, send_file
 from marshmallow import RAISE
 
-from .. import queries
+from .. import queries, recordings_sweep
 from ..db import get_session
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 from ..models import Recording, RecordingState
 from ..recording_files import storage_path
 from ..schemas.api import ErrorSchema, RecordingItemSchema, RecordingPageSchema
@@ -65,3 +65,21 @@ def get_audio(recording_id: int) -> Response:
         max_age=3600,
     )
     return response
+
+
+@blp.route("/<int:recording_id>/retry", methods=["POST"])
+@blp.response(202, RecordingItemSchema, description="queued again: the recording as it is now")
+@blp.alt_response(403, schema=ErrorSchema, description="a read API key: a retry needs scope operate")
+@blp.alt_response(409, schema=ErrorSchema, description="stored already, or a job is working on it")
+@documented(blp, not_found="no such recording")
+def retry_recording(recording_id: int) -> tuple[Recording, int]:
+    """Queue a recording's download again with a fresh count of attempts (any state but stored,
+    and not while a job holds it), as `receiver recordings retry ID` does."""
+    session = get_session()
+    try:
+        recordings_sweep.retry(session, valid_id(recording_id, "recording"))
+    except LookupError:
+        raise NotFound(f"no recording {recording_id}") from None
+    except recordings_sweep.NotRetryable as exc:
+        raise Conflict(f"recording {recording_id} not queued: {exc}") from None
+    return session.get_one(Recording, recording_id, populate_existing=True), 202

@@ -13,7 +13,7 @@ from flask import current_app
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from .. import queries
-from ..models import RawState, RecordingState, Status
+from ..models import MAX_ID, RawState, RecordingState, Status
 from ..numbers import canonical
 
 DEFAULT_LIMIT = 100
@@ -215,7 +215,7 @@ class RecordingArgsSchema(ListArgsSchema):
 
     state = fields.Enum(RecordingState, metadata={"description": "Download state."})
     call_id = fields.Integer(
-        validate=validate.Range(min=1, max=2**63 - 1), metadata={"description": "The call it belongs to."}
+        validate=validate.Range(min=1, max=MAX_ID), metadata={"description": "The call it belongs to."}
     )
 
 
