@@ -67,7 +67,7 @@ def place(temporary: Path, final: Path) -> None:
         temporary.unlink(missing_ok=True)
         return
     os.replace(temporary, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
 def remove_unreferenced(engine: sa.Engine, directory: Path, shas: Iterable[str], batch: int = 500) -> int:
@@ -90,7 +90,8 @@ def remove_unreferenced(engine: sa.Engine, directory: Path, shas: Iterable[str],
     return removed
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a folder's new or renamed entries durable (a file's own fsync does not)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from ..recording_files import fsync_dir
 from .format import MANIFEST, ArchiveError
 
 CHUNK = 1 << 20
@@ -97,7 +98,7 @@ class LocalDestination(Destination):
             if target.exists():
                 raise FileExistsError(name) from None
             raise
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
 
 class S3Destination(Destination):
@@ -250,11 +251,3 @@ def locate(where: str, settings: dict[str, Any]) -> tuple[Destination, list[str]
     if not Path(where).is_dir():
         raise ArchiveError(f"{where}: no such archive or folder")
     return dest, dest.archives()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
