@@ -219,10 +219,22 @@ class Slowloris:
                 try:
                     sock.send(self._drip)
                 except OSError:
-                    self.sockets.remove(sock)
+                    pass  # closed by the server: counted at the end
 
-    def open_count(self) -> int:
-        return len(self.sockets)
+    def closed_by_server(self) -> int:
+        """How many of the connections the server has closed (an end of stream or a reset)."""
+        closed = 0
+        for sock in self.sockets:
+            sock.setblocking(False)
+            try:
+                while chunk := sock.recv(65536):  # an answer (408) may come before the end
+                    del chunk
+                closed += 1
+            except BlockingIOError:
+                pass  # still open, nothing more to read
+            except OSError:
+                closed += 1
+        return closed
 
     def close(self) -> None:
         self._stop.set()
