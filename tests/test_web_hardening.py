@@ -367,3 +367,17 @@ def test_gunicorns_master_imports_none_of_the_apps_libraries():
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_each_instance_has_its_control_socket_under_its_var_dir(start_web, settings, tmp_path):
+    """gunicorn's default control socket is one per user (~/.gunicorn): a second instance of the
+    same user took it over from the first."""
+    home = tmp_path / "home"
+    home.mkdir()
+    start_web(HOME=str(home), XDG_RUNTIME_DIR="")
+    ours = Path(settings["VAR_DIR"]) / "gunicorn.ctl"
+    deadline = time.monotonic() + 20
+    while not ours.is_socket() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ours.is_socket()
+    assert not (home / ".gunicorn").exists()
