@@ -34,6 +34,8 @@ MAX_REDIRECTS = 5
 # IPv6 prefixes that carry an IPv4 address (RFC 6052 NAT64: the well-known and the local-use one).
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+# IPv4-translated addresses of stateless IP/ICMP translation (SIIT): ::ffff:0:a.b.c.d.
+IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
 
 
 class FetchError(Exception):
@@ -117,8 +119,8 @@ def check_url(url: str, policy: Policy) -> httpx.URL:
 def address_refusal(address: str, policy: Policy) -> str | None:
     """Why an address may not be connected to, or None when it may.
 
-    An IPv6 address that carries an IPv4 address (IPv4-mapped or -compatible, NAT64, 6to4,
-    Teredo) reaches that IPv4 host, so it is refused whenever the IPv4 address would be.
+    An IPv6 address that carries an IPv4 address (IPv4-mapped, -compatible or -translated, NAT64,
+    6to4, Teredo) reaches that IPv4 host, so it is refused whenever the IPv4 address would be.
     """
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address):
@@ -137,7 +139,7 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     found: list[ipaddress.IPv4Address] = []
     if value >> 32 == 0 and value > 1:  # IPv4-compatible ::a.b.c.d (not :: or ::1)
         found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
-    if ip in NAT64:
+    if ip in NAT64 or ip in IPV4_TRANSLATED:
         found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
     if ip in NAT64_LOCAL:  # its prefix may be any RFC 6052 length that fits in the /48
         found.extend(_rfc6052(value, length) for length in (48, 56, 64, 96))

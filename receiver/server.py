@@ -7,6 +7,8 @@ On top of gunicorn's own workers they:
   values of `secret`, `token` and `access_token` and of credential headers replaced;
 - close the connection after an answer that says `Connection: close` (gunicorn drops that header
   from an app's answer and would otherwise read a refused request's body to keep the connection);
+- answer a body whose framing is broken (a bad chunk size, a chunk without its CRLF, a body that
+  ends before its Content-Length) 400 in JSON and close the connection, rather than 500;
 - under gevent, give a request's body WEB_BODY_TIMEOUT seconds (default 30) after its headers to
   arrive; past that the app answers 408 and the connection is closed. The request line and
   headers must arrive within gunicorn's `keepalive` seconds of the connection opening (or of the
@@ -31,6 +33,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from gunicorn import util
+from gunicorn.http.errors import ParseException
 from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 
@@ -141,23 +144,23 @@ class _Hardened:
 
 
 class _Closing:
-    """The app, with `Connection: close` honoured and (under gevent) a deadline on the body."""
+    """The app, with `Connection: close` honoured, a broken body refused and (under gevent) a
+    deadline on the body."""
 
     def __init__(self, app: Any, body_timeout: float | None) -> None:
         self.app = app
         self.body_timeout = body_timeout
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        body = None
-        if self.body_timeout:
-            body = _DeadlineInput(environ["wsgi.input"], time.monotonic() + self.body_timeout)
-            environ["wsgi.input"] = body
+        deadline = time.monotonic() + self.body_timeout if self.body_timeout else None
+        body = _GuardedInput(environ["wsgi.input"], deadline)
+        environ["wsgi.input"] = body
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             closing = any(
                 name.lower() == "connection" and value.strip().lower() == "close" for name, value in headers
             )
-            if closing or (body is not None and body.expired):
+            if closing or body.spoiled:
                 # gunicorn's Response; its start_response is bound to it.
                 response = getattr(start_response, "__self__", None)
                 if response is not None and hasattr(response, "force_close"):
@@ -167,15 +170,27 @@ class _Closing:
         return self.app(environ, start)
 
 
-class _DeadlineInput:
-    """`wsgi.input` that raises 408 once its deadline has passed (greenlets only)."""
+class _GuardedInput:
+    """`wsgi.input` that raises 400 on a broken body and, given a deadline (greenlets only), 408
+    once it has passed; either way the connection is not used again (`spoiled`)."""
 
-    def __init__(self, stream: Any, deadline: float) -> None:
+    def __init__(self, stream: Any, deadline: float | None) -> None:
         self.stream = stream
         self.deadline = deadline
-        self.expired = False
+        self.spoiled = False
 
     def _within_deadline(self, read: Any, *args: Any) -> Any:
+        try:
+            return self._timed(read, *args)
+        except ParseException as exc:
+            self.spoiled = True
+            from werkzeug.exceptions import BadRequest
+
+            raise BadRequest(f"the request body is malformed: {type(exc).__name__}") from None
+
+    def _timed(self, read: Any, *args: Any) -> Any:
+        if self.deadline is None:
+            return read(*args)
         import gevent
 
         left = self.deadline - time.monotonic()
@@ -186,7 +201,7 @@ class _DeadlineInput:
         except gevent.Timeout as exc:
             if exc is not timer:
                 raise
-            self.expired = True
+            self.spoiled = True
             from werkzeug.exceptions import RequestTimeout
 
             raise RequestTimeout("the request body did not arrive in time") from None

@@ -84,6 +84,7 @@ TEREDO_METADATA = "2001:0:4136:e378:8000:63bf:5601:5601"
         "64:ff9b:1::a00:1",  # local-use NAT64
         "2002:7f00:1::1",  # 6to4 of 127.0.0.1
         "2002:c0a8:101::1",  # 6to4 of 192.168.1.1
+        "::ffff:0:7f00:1",  # IPv4-translated (SIIT) of 127.0.0.1
         TEREDO_LOOPBACK,
     ],
 )
@@ -103,6 +104,7 @@ def test_ipv6_forms_of_a_refused_ipv4_address_are_refused(address):
         "64:ff9b:1:a9fe:a9:fe00::",  # local-use NAT64 with a /48 prefix
         "64:ff9b:1::a9fe:a9fe",  # and with a /96 one
         "2002:a9fe:a9fe::1",
+        "::ffff:0:169.254.169.254",  # IPv4-translated (SIIT)
         TEREDO_METADATA,
     ],
 )

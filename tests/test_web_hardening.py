@@ -224,6 +224,35 @@ def test_the_http_servers_own_errors_are_json(app, start_web, request_bytes, cod
     assert document["status"] == "ERROR" and document["code"] == code and document["message"]
 
 
+@pytest.mark.parametrize("worker", ["gevent", "gthread"])
+@pytest.mark.parametrize(
+    "chunks",
+    [b"zz\r\n{}\r\n0\r\n\r\n", b"-2\r\n{}\r\n0\r\n\r\n", b"2\r\n{}XX0\r\n\r\n"],
+    ids=["bad-size", "negative-size", "no-terminator"],
+)
+def test_a_chunked_body_with_broken_framing_is_a_400_and_nothing_after_it_is_read(
+    app, start_web, hook_headers, worker, chunks
+):
+    """Never a 500; and the connection is closed, so that bytes after the broken body are never
+    taken for a request of their own (request smuggling)."""
+    web = start_web(WEB_WORKER_CLASS=worker)
+    answer = web.raw(
+        b"POST /hooks/portal HTTP/1.1\r\nHost: receiver\r\n"
+        + f"Authorization: {hook_headers['Authorization']}\r\n".encode()
+        + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunks
+        + b"GET /healthz HTTP/1.1\r\nHost: receiver\r\n\r\n"
+    )
+
+    assert answer.count(b"HTTP/1.1 ") == 1, answer
+    status, headers, document = _json_answer(answer)
+    assert status == 400
+    assert headers["connection"] == "close"
+    assert document["status"] == "ERROR" and document["code"] == 400 and "malformed" in document["message"]
+    web.stop()
+    assert "Traceback" not in web.log.read_text()
+
+
 def test_a_malformed_request_line_leaves_its_secret_out_of_the_error_log(app, start_web):
     web = start_web()
     malformed = [
