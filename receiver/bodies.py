@@ -23,8 +23,9 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder
 from werkzeug.utils import cached_property
 
-# Query parameters that authenticate rather than carry data.
-CREDENTIAL_PARAMS = frozenset({"secret", "token", "access_token"})
+from .credentials import is_credential
+
+# What a credential parameter's value is stored as.
 REDACTED = "REDACTED"
 # Containers within one event; the provider's deepest payload (an envelope's contact) has 4.
 MAX_DEPTH = 32
@@ -68,7 +69,7 @@ def stored_query(raw: bytes) -> str:
     pieces = quote(raw, safe=_URL_SAFE).split("&")
     for index, piece in enumerate(pieces):
         name, equals, _ = piece.partition("=")
-        if equals and unquote_plus(name) in CREDENTIAL_PARAMS:
+        if equals and is_credential(unquote_plus(name)):
             pieces[index] = f"{name}={REDACTED}"
     return "&".join(pieces)
 
@@ -106,9 +107,7 @@ def decode(content_type: str, query_string: str, body: bytes, max_events: int) -
 
 def _items(content_type: str, query_string: str, body: bytes) -> list[dict[str, Any]]:
     query = {
-        key: value
-        for key, value in parse_qsl(query_string, keep_blank_values=True)
-        if key not in CREDENTIAL_PARAMS
+        key: value for key, value in parse_qsl(query_string, keep_blank_values=True) if not is_credential(key)
     }
     mimetype = content_type.split(";", 1)[0].strip().lower()
     stripped = body.strip()

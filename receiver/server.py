@@ -37,10 +37,10 @@ from gunicorn.http.errors import ParseException
 from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 
+from .credentials import is_credential
+
 REDACTED = "REDACTED"
-# Query parameters that carry credentials (`token` is the source's validation key,
-# `access_token` the provider's API token), and headers that do.
-_CREDENTIAL_PARAMS = frozenset({"secret", "token", "access_token"})
+# Query parameters (which carry credentials: receiver.credentials), and headers that do.
 _PARAM = re.compile(r"(?P<lead>^|[?&;\s'\"(])(?P<name>[^=&;\s'\"?]+)=(?P<value>[^&;\s'\"#]*)")
 _SCHEME = re.compile(r"(?i)\b(?P<scheme>bearer|basic|digest|token)(?P<gap>\s+)[^\s'\",]+")
 _HEADER = re.compile(
@@ -63,7 +63,7 @@ def redact(text: str) -> str:
     """`text` with the values of credential parameters and headers replaced by REDACTED."""
 
     def param(match: re.Match[str]) -> str:
-        if unquote_plus(match["name"]).lower() not in _CREDENTIAL_PARAMS:
+        if not is_credential(unquote_plus(match["name"])):
             return match[0]
         return f"{match['lead']}{match['name']}={REDACTED}"
 

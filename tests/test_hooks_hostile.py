@@ -237,15 +237,19 @@ def test_query_string_is_stored_byte_for_byte_less_credentials(client, source_se
     query = (
         "b=%FF&a=1+2&a=3&blank=&flag&c=%20x&secret="
         + source_secret
-        + "&token=t0k&access_token=a%2Bb&secr%65t=hidden&Secret=kept&id=q%3A1&status=DELIVRD&mobile=9190"
+        + "&token=t0k&access_token=a%2Bb&secr%65t=hidden&Secret=hidden&ACCESS%5FTOKEN=hidden"
+        + "&id=q%3A1&status=DELIVRD&mobile=9190"
     )
     response = client.get(f"/hooks/portal?{query}")
     assert response.status_code == 200, response.get_json()
     (raw,) = raw_events(app)
     assert raw.query_string == (
         "b=%FF&a=1+2&a=3&blank=&flag&c=%20x&secret=REDACTED"
-        "&token=REDACTED&access_token=REDACTED&secr%65t=REDACTED&Secret=kept&id=q%3A1&status=DELIVRD&mobile=9190"
+        "&token=REDACTED&access_token=REDACTED&secr%65t=REDACTED&Secret=REDACTED&ACCESS%5FTOKEN=REDACTED"
+        "&id=q%3A1&status=DELIVRD&mobile=9190"
     )
+    # A credential's name in any case is never stored, nor read as a field of the payload.
+    assert "hidden" not in raw.query_string and b"hidden" not in raw.body
 
 
 def test_query_bytes_a_url_cannot_hold_are_percent_encoded(client, source_secret, app):
