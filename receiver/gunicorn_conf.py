@@ -16,10 +16,10 @@ bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 # a deadline on request bodies): a connection is a greenlet, so slow or stalled clients (50
 # slowloris connections in the tests) hold no thread and no database connection, and a hung
 # database or job queue can be given up on (receiver.db, receiver.recordings_queue). Measured by
-# bench/ingest against gthread's 2 x 4 threads (docs/benchmarks.md, "gevent against gthread"):
-# about the same CPU a webhook on SQLite and ~25% more on PostgreSQL (psycopg waits through the
-# patched select, each round trip a switch of the loop), a lower median latency but a longer tail
-# at saturation, as a blocking call (SQLite's fsync at commit) stalls the whole process. A request's
+# bench/ingest against gthread's 2 x 4 threads on a quiet machine (docs/benchmarks.md, "gevent
+# against gthread"): the same requests a second and CPU a webhook on PostgreSQL; on SQLite 1.6
+# times the requests at a tenth of the median latency, but a longer tail at saturation, as a
+# blocking call (SQLite's fsync at commit) stalls the whole process. A request's
 # database work still waits on the database, so one process a core uses the cores; the database
 # pool (DB_POOL_SIZE, plus twice as many overflow connections) bounds the requests of a process
 # at the database at once.
