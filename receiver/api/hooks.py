@@ -1,4 +1,4 @@
-"""/hooks/<source>[/<kind>]: authenticate → store raw → load → normalize → answer (SPEC §3)."""
+"""/hooks/<source>[/<kind>]: authenticate → store raw → load → normalize → answer."""
 
 from __future__ import annotations
 

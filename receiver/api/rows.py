@@ -1,8 +1,8 @@
 """JSON answers read as plain rows: what the output schemas dump, without ORM objects or marshmallow per row.
 
 A page of 100 messages loaded as ORM objects (with their events joined) and dumped by marshmallow
-spent most of its time building and serializing objects, not in the database (issue 4). Here a
-resource's columns are selected as rows, its nested lists (a message's events, a call's
+spent most of its time building and serializing objects, not in the database (docs/benchmarks.md,
+"Query API"). Here a resource's columns are selected as rows, its nested lists (a message's events, a call's
 recordings) come in one more query for the whole page, and each value that needs any work is
 written by its schema field's own `_serialize`. The schemas stay the one description of a
 resource and of the OpenAPI document; tests/test_api_rows.py holds both outputs equal.
