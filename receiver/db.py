@@ -289,7 +289,6 @@ class Database:
         with self.sessionmaker() as session:
             yield session
 
-
     @contextmanager
     def read_session(self) -> Iterator[orm.Session]:
         """A session for a quick read outside any transaction (autocommit: no BEGIN, no ROLLBACK);

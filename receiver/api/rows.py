@@ -50,7 +50,7 @@ class Flat:
     serializers: tuple[tuple[str, str, Callable[..., Any]], ...]
 
     @classmethod
-    def of(cls, schema: Schema, model: type[Any]) -> Flat:
+    def of(cls, schema: Schema, model: type[Any] | orm.util.AliasedClass[Any]) -> Flat:
         keys, columns, serializers = [], [], []
         for name, field in schema.dump_fields.items():
             if _nested(field) is not None:

@@ -241,12 +241,12 @@ def locate(where: str, settings: dict[str, Any]) -> tuple[Destination, list[str]
         path = Path(where).resolve()
         return LocalDestination(path.parent), [path.name]
     if where.startswith("s3://"):
-        dest = S3Destination(where, settings)
-        base, _, last = dest.url.rstrip("/").rpartition("/")
-        if last and base != "s3:/" and dest._has(f"{dest.prefix}{MANIFEST}"):
+        s3 = S3Destination(where, settings)
+        base, _, last = s3.url.rstrip("/").rpartition("/")
+        if last and base != "s3:/" and s3._has(f"{s3.prefix}{MANIFEST}"):
             parent = S3Destination(base + "/", settings)
             return parent, [last]
-        return dest, dest.archives()
+        return s3, s3.archives()
     dest = LocalDestination(where)
     if not Path(where).is_dir():
         raise ArchiveError(f"{where}: no such archive or folder")

@@ -64,7 +64,8 @@ def _rows(conn: sa.Connection, kind: Kind, where: Any) -> Iterator[list[sa.Row[A
         .order_by(table.c[kind.time_column], table.c.id)
     )
     result = conn.execution_options(yield_per=PARTITION).execute(stmt)
-    yield from result.partitions()
+    for partition in result.partitions():
+        yield list(partition)  # a list already; typed as a Sequence
 
 
 def _children(conn: sa.Connection, kind: Kind, parents: list[sa.Row[Any]]) -> dict[Any, list[sa.Row[Any]]]:

@@ -186,7 +186,7 @@ def _delete(conn: sa.Connection, kind: Kind, ids: list[Any], result: PruneResult
         fk = kind.child.c[kind.child_fk]  # type: ignore[index]
         deleted = conn.execute(sa.delete(kind.child).where(fk.in_(ids))).rowcount
         result.deleted[kind.child.name] += deleted
-    where = table.c.id.in_(ids)
+    where: sa.ColumnElement[bool] = table.c.id.in_(ids)
     if kind is RAW:
         for other in KINDS:
             for referrer in (other.table, other.child):

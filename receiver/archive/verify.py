@@ -29,7 +29,7 @@ class Verified:
     bytes: int
 
 
-def _gunzip_lines(stream: IO[bytes], digest: Any) -> Iterator[bytes]:
+def _gunzip_lines(stream: IO[bytes] | _Counting, digest: Any) -> Iterator[bytes]:
     """Yield the lines of a gzip stream while hashing its compressed bytes."""
     inflate = zlib.decompressobj(wbits=31)
     carry = b""
