@@ -4,11 +4,9 @@ with the command line, every documented payload posted over HTTP, everything rea
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import httpx
 import pytest
 
 from tests import payloads
+from tests.processes import stop_group, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -50,24 +49,10 @@ def service(migrated: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, "receiver run exited"
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "receiver did not become ready"
-            time.sleep(0.3)
+        wait_ready(process, f"{base}/readyz", lambda: "receiver run exited")
         yield base, env
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
         from tests.conftest import empty_tables
 
         empty_tables(migrated)

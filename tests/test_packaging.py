@@ -7,23 +7,21 @@ import fnmatch
 import json
 import os
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import sysconfig
-import time
 import tomllib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from receiver import migrate
 from receiver.config import SETTINGS
+from tests.processes import stop_group, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -197,23 +195,8 @@ def test_a_wheel_install_serves_and_is_ready(installed, elsewhere):
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, "receiver run exited"
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                if ready.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "receiver did not become ready"
-            time.sleep(0.3)
+        ready = wait_ready(process, f"http://127.0.0.1:{port}/readyz", lambda: "receiver run exited")
         assert ready.json()["revision"] == migrate.head_revision()
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
     assert process.returncode == 0

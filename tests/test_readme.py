@@ -6,18 +6,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from receiver.cli import cli
 from receiver.config import SETTINGS
+from tests.processes import stop_group, wait_ready
 from tests.test_cli import leaves
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,16 +96,7 @@ def test_the_first_steps_work_when_pasted_and_pasted_again(tmp_path):
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "receiver did not become ready"
-            time.sleep(0.3)
+        wait_ready(process, f"http://127.0.0.1:{port}/readyz", log.read_text)
         script = steps.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
 
         stored, message = _paste(script, folder, env)
@@ -119,12 +109,7 @@ def test_the_first_steps_work_when_pasted_and_pasted_again(tmp_path):
         assert again == {**expected[0], "message": "duplicate"}
         assert message_again == message
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
     started = log.read_text()
     assert "receiver: no sources yet" in started
     assert "receiver: PROVIDER_ACCESS_TOKEN is not set" in started
