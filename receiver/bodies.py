@@ -23,10 +23,8 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder
 from werkzeug.utils import cached_property
 
-from .credentials import is_credential
+from .credentials import REDACTED, is_credential
 
-# What a credential parameter's value is stored as.
-REDACTED = "REDACTED"
 # Containers within one event; the provider's deepest payload (an envelope's contact) has 4.
 MAX_DEPTH = 32
 # Fields of a form, parts of a multipart body.

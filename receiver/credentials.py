@@ -8,6 +8,8 @@ This module imports nothing of the app: gunicorn's master uses it before the for
 from __future__ import annotations
 
 CREDENTIAL_PARAMS = frozenset({"secret", "token", "access_token"})
+# What a credential's value is replaced by, wherever it would be kept or logged.
+REDACTED = "REDACTED"
 
 
 def is_credential(name: str) -> bool:

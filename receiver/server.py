@@ -37,9 +37,8 @@ from gunicorn.http.errors import ParseException
 from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 
-from .credentials import is_credential
+from .credentials import REDACTED, is_credential
 
-REDACTED = "REDACTED"
 # Query parameters (which carry credentials: receiver.credentials), and headers that do.
 _PARAM = re.compile(r"(?P<lead>^|[?&;\s'\"(])(?P<name>[^=&;\s'\"?]+)=(?P<value>[^&;\s'\"#]*)")
 _SCHEME = re.compile(r"(?i)\b(?P<scheme>bearer|basic|digest|token)(?P<gap>\s+)[^\s'\",]+")
