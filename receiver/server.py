@@ -37,13 +37,13 @@ from gunicorn.http.errors import ParseException
 from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 
-from .credentials import REDACTED, is_credential
+from .credentials import CREDENTIAL_HEADERS, REDACTED, is_credential
 
 # Query parameters (which carry credentials: receiver.credentials), and headers that do.
 _PARAM = re.compile(r"(?P<lead>^|[?&;\s'\"(])(?P<name>[^=&;\s'\"?]+)=(?P<value>[^&;\s'\"#]*)")
 _SCHEME = re.compile(r"(?i)\b(?P<scheme>bearer|basic|digest|token)(?P<gap>\s+)[^\s'\",]+")
 _HEADER = re.compile(
-    r"(?i)\b(?P<name>authorization|proxy-authorization|cookie|x-api-key)(?P<sep>[\s:=]+)[^'\"]*"
+    rf"(?i)\b(?P<name>{'|'.join(map(re.escape, CREDENTIAL_HEADERS))})(?P<sep>[\s:=]+)[^'\"]*"
 )
 
 # Short messages for gunicorn's error answers; never the request itself, which may carry a secret.

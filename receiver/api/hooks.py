@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import orm
 
 from .. import bodies, ingest, keys, metrics, recordings_queue
+from ..credentials import CREDENTIAL_HEADERS
 from ..db import answering_within, first_read, get_db, get_session, utcnow
 from ..errors import error_response
 from ..models import Source
@@ -17,9 +18,6 @@ from ..payloads import URL_KINDS
 from ..sources import count_auth_failure, possible_name, secret_accepted
 
 bp = Blueprint("hooks", __name__)
-
-# Never stored: they carry credentials.
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 
 
 @bp.route("/hooks/<source>", methods=["GET", "POST", "PUT"])
@@ -140,7 +138,9 @@ def _only_challenge(body: bytes) -> bool:
 
 def _raw_request(source: str, kind: str | None, body: bytes) -> ingest.RawRequest:
     query = bodies.stored_query(request.query_string)
-    headers = {name: value for name, value in request.headers.items() if name.lower() not in _SECRET_HEADERS}
+    headers = {
+        name: value for name, value in request.headers.items() if name.lower() not in CREDENTIAL_HEADERS
+    }
     return ingest.RawRequest(
         source=source,
         method=request.method,
