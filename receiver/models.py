@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -61,6 +61,26 @@ class RecordingState(enum.StrEnum):
     fallback = "fallback"
     stored = "stored"
     failed = "failed"
+
+
+class Origin(enum.StrEnum):
+    """Where a stored fact came from: a webhook, or the provider's pull APIs (reconciliation)."""
+
+    webhook = "webhook"
+    pull = "pull"
+
+
+# What a pulled row gives as its `source`: the provider's own API, never a webhook source's name
+# (those are slugs, which cannot start with `@`).
+PULL_SOURCE = "@provider"
+
+
+def _origin() -> Any:
+    return mapped_column(_enum(Origin), default=Origin.webhook, server_default=Origin.webhook.value)
+
+
+def _raw_event_id(nullable: bool = False) -> Any:
+    return mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True, nullable=nullable)
 
 
 class ApiScope(enum.StrEnum):
@@ -205,7 +225,9 @@ class MessageEvent(Base):
 
     id: Mapped[bigid_pk]
     message_id: Mapped[str] = mapped_column(sa.ForeignKey("messages.id"))
-    raw_event_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True)
+    # The webhook request that reported it; none for a status pulled from the provider's API.
+    raw_event_id: Mapped[int | None] = _raw_event_id(nullable=True)
+    origin: Mapped[Origin] = _origin()
     source: Mapped[name64]
     status: Mapped[Status] = mapped_column(_enum(Status))
     provider_status: Mapped[str] = mapped_column(sa.String(255))
@@ -227,7 +249,8 @@ class InboundMessage(Base):
 
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     source: Mapped[name64]
-    raw_event_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True)
+    raw_event_id: Mapped[int | None] = _raw_event_id(nullable=True)
+    origin: Mapped[Origin] = _origin()
     channel: Mapped[str] = mapped_column(sa.String(32))
     from_number: Mapped[str | None] = mapped_column(sa.String(255))
     to_number: Mapped[str | None] = mapped_column(sa.String(255))
@@ -259,7 +282,8 @@ class Call(Base):
     # SHA-256 of the record less the fields that change between retries (`date`, `unixtime`).
     dedupe_key: Mapped[str] = mapped_column(sa.String(64), unique=True)
     source: Mapped[name64]
-    raw_event_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True)
+    raw_event_id: Mapped[int | None] = _raw_event_id(nullable=True)
+    origin: Mapped[Origin] = _origin()
     service: Mapped[str | None] = mapped_column(sa.String(255))
     bridge: Mapped[str | None] = mapped_column(sa.String(255))
     from_number: Mapped[str | None] = mapped_column(sa.String(255))
@@ -379,3 +403,38 @@ class ContactEvent(Base):
     # The whole contact object as received (attributes and all).
     contact: Mapped[dict[str, Any] | None]
     received_at: Mapped[created]
+
+
+class ReconcileRun(Base):
+    """One run of reconciliation with the provider's pull APIs: what it looked at and what it found.
+
+    `pages_done` counts the pages stored without a gap from the first, committed with their rows:
+    a run that stopped can be taken up again from there.
+    """
+
+    __tablename__ = "reconcile_runs"
+    __table_args__ = (
+        sa.Index("ix_reconcile_runs_kind_day_id", "kind", "day", "id"),
+        sa.Index("ix_reconcile_runs_started_at_id", "started_at", "id"),
+    )
+
+    id: Mapped[bigid_pk]
+    kind: Mapped[str] = mapped_column(sa.String(16))  # sms, stuck, calls, inbound, report
+    day: Mapped[date | None]  # the provider's day (PROVIDER_TIMEZONE); none for `stuck`
+    state: Mapped[str] = mapped_column(sa.String(16))  # running, done, failed, resumed
+    host: Mapped[str | None] = mapped_column(sa.String(255))
+    started_at: Mapped[created]
+    heartbeat_at: Mapped[created]
+    finished_at: Mapped[datetime | None]
+    resumed_from: Mapped[int | None] = mapped_column(BigId)
+    pages_done: Mapped[int] = mapped_column(default=0, server_default="0")
+    pages_total: Mapped[int | None]
+    seen: Mapped[int] = mapped_column(default=0, server_default="0")
+    new_rows: Mapped[int] = mapped_column(default=0, server_default="0")  # messages, calls, inbound
+    new_statuses: Mapped[int] = mapped_column(default=0, server_default="0")
+    unchanged: Mapped[int] = mapped_column(default=0, server_default="0")
+    recordings: Mapped[int] = mapped_column(default=0, server_default="0")
+    # `report`: how many messages the provider and receiver count differently, by status code.
+    differences: Mapped[int | None]
+    details: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(sa.Text)

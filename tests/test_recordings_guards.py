@@ -234,9 +234,6 @@ def test_the_client_pages_backs_off_on_429_and_says_clearly_when_the_token_is_re
     assert [item["id"] for item in client.paginate("voice/recordings", {"x": "1"})] == [0, 1, 2, 3, 4]
     assert time.monotonic() - started >= 1.8  # two Retry-After: 1
     assert len(stub.api_requests) == 2 + 3
-
-    stub.links_next = True
-    assert [item["id"] for item in client.paginate("voice/recordings", {"x": "1"})] == [0, 1, 2, 3, 4]
     assert [r["query"].get("page") for r in stub.api_requests[-3:]] == [None, ["2"], ["3"]]
     assert {r["query"]["x"][0] for r in stub.api_requests[-3:]} == {"1"}
 
@@ -247,6 +244,24 @@ def test_the_client_pages_backs_off_on_429_and_says_clearly_when_the_token_is_re
     stub.html_login = True
     with pytest.raises(ProviderAuthError, match="HTML page"):
         client.get("voice/recordings")
+
+
+def test_every_page_of_the_recordings_api_is_asked_for_with_the_date_filter_again(stub, sessionmaker):
+    """The documented `links` carry `?page=N` alone: following them would page through every day."""
+    days = ["2021-04-08", "2021-04-09", "2021-04-10"]
+    stub.recordings = [
+        {"id": f"{day}/{n}", "audio": "u", "created_at": f"{day} 10:00:0{n}"} for day in days for n in range(5)
+    ]
+    stub.per_page = 2
+    client = ProviderClient(f"{stub.url}/api/v2", stub.token, SqlLimiter(sessionmaker, 100))
+    wanted = {"datetime[r.created_at]": "Apr 09, 2021 - Apr 09, 2021"}
+    got = [item["id"] for item in client.paginate("voice/recordings", wanted)]
+    assert got == [f"2021-04-09/{n}" for n in range(5)]
+    assert len(stub.api_requests) == 3
+    for request in stub.api_requests:
+        assert request["query"]["datetime[r.created_at]"] == ["Apr 09, 2021 - Apr 09, 2021"]
+    # the stand-in's links are the documented ones: the page number alone
+    assert stub.api_requests[-1]["query"]["page"] == ["3"]
 
 
 def test_the_token_is_never_sent_to_another_host(stub, sessionmaker):
