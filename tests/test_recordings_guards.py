@@ -250,7 +250,9 @@ def test_every_page_of_the_recordings_api_is_asked_for_with_the_date_filter_agai
     """The documented `links` carry `?page=N` alone: following them would page through every day."""
     days = ["2021-04-08", "2021-04-09", "2021-04-10"]
     stub.recordings = [
-        {"id": f"{day}/{n}", "audio": "u", "created_at": f"{day} 10:00:0{n}"} for day in days for n in range(5)
+        {"id": f"{day}/{n}", "audio": "u", "created_at": f"{day} 10:00:0{n}"}
+        for day in days
+        for n in range(5)
     ]
     stub.per_page = 2
     client = ProviderClient(f"{stub.url}/api/v2", stub.token, SqlLimiter(sessionmaker, 100))
