@@ -351,3 +351,39 @@ def test_without_a_token_every_command_says_so_in_one_line(settings, runner):
         assert result.exit_code == 1
         assert result.output.strip().count("\n") == 0
         assert "PROVIDER_ACCESS_TOKEN is not set" in result.output
+
+
+def test_the_daily_task_reconciles_the_previous_two_days_and_does_nothing_without_a_token(pull, app, session):
+    from zoneinfo import ZoneInfo
+
+    from receiver.reconcile.jobs import run_daily
+    from receiver.reconcile.times import today
+
+    first = today(ZoneInfo("Asia/Kolkata"))
+    days = [(first - timedelta(days=back)).isoformat() for back in (2, 1)]
+    for offset, day in enumerate(days):
+        pull.sms[day] = [{**sms_row(n + 100 * offset), "submitted_at": f"{day} 10:00:00"} for n in range(100)]
+    assert run_daily(app) == []
+    runs = sorted((r.kind, str(r.day), r.state, r.new_rows) for r in latest_runs(session, limit=50))
+    assert runs == sorted(
+        [
+            (kind, day, "done", 100 if kind == "sms" else 0)
+            for day in days
+            for kind in ("sms", "calls", "inbound")
+        ]
+        + [("report", day, "done", 0) for day in days]
+    )
+    assert all(r.differences == 0 for r in latest_runs(session, kind="report"))
+
+    huey = app.extensions["receiver.huey"]
+    at = datetime(2026, 3, 1, 2, 30)  # RECONCILE_AT, UTC
+    assert {"reconcile_daily", "reconcile_stuck"} <= {
+        t.name for t in huey.read_periodic(at.replace(minute=41))
+    } | {t.name for t in huey.read_periodic(at)}
+    assert "reconcile_daily" not in [t.name for t in huey.read_periodic(at.replace(hour=3))]
+    app.config["PROVIDER_ACCESS_TOKEN"] = None
+    pull.requests.clear()
+    for task in huey.read_periodic(at) + huey.read_periodic(at.replace(minute=41)):
+        if task.name.startswith("reconcile"):
+            huey.execute(task)  # the job itself, as the consumer runs it
+    assert pull.requests == []

@@ -92,18 +92,17 @@ class RunLog:
         return self
 
     def _stopped(self, session: orm.Session) -> ReconcileRun | None:
+        """The latest run of this kind and day, if it stopped part-way not long ago."""
         now = utcnow()
         run = ReconcileRun
-        return session.scalars(
-            sa.select(run)
-            .where(run.kind == self.kind, run.day == self.day, run.pages_done > 0)
-            .where(
-                sa.or_(run.state == "failed", sa.and_(run.state == "running", run.heartbeat_at < now - STALE))
-            )
-            .where(run.heartbeat_at >= now - RESUME_WITHIN)
-            .order_by(run.id.desc())
-            .limit(1)
+        latest = session.scalars(
+            sa.select(run).where(run.kind == self.kind, run.day == self.day).order_by(run.id.desc()).limit(1)
         ).first()
+        if latest is None or latest.pages_done == 0 or latest.heartbeat_at < now - RESUME_WITHIN:
+            return None
+        if latest.state == "failed" or (latest.state == "running" and latest.heartbeat_at < now - STALE):
+            return latest
+        return None
 
     def record(
         self,

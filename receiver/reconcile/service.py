@@ -18,7 +18,7 @@ from sqlalchemy import orm
 from tqdm import tqdm
 
 from ..db import utcnow
-from ..models import FINAL_STATUSES, Message, MessageEvent
+from ..models import FINAL_STATUSES, Message, MessageEvent, Status
 from ..provider import ProviderClient, ProviderError
 from . import calls, inbound, messages
 from .pulling import PullFailed, in_parallel, pages
@@ -223,22 +223,27 @@ class Reconciler:
         raise AssertionError("unreachable")
 
     def _stuck(self, session: orm.Session, older_than: timedelta, within: timedelta) -> list[tuple[str, str]]:
+        """Non-final messages of the last `within` whose latest event arrived over `older_than` ago."""
         now = utcnow()
         latest = (
-            sa.select(MessageEvent.message_id, sa.func.max(MessageEvent.received_at).label("latest"))
-            .group_by(MessageEvent.message_id)
-            .subquery()
+            sa.select(sa.func.max(MessageEvent.received_at))
+            .where(MessageEvent.message_id == Message.id)
+            .correlate(Message)
+            .scalar_subquery()
         )
         query = (
-            sa.select(Message.id, Message.channel)
-            .join(latest, latest.c.message_id == Message.id)
-            .where(Message.status.not_in(sorted(FINAL_STATUSES)))
+            sa.select(Message.id, Message.channel, latest.label("latest"))
+            .where(Message.status.in_(sorted(set(Status) - FINAL_STATUSES)))
             .where(Message.created_at >= now - within)
             .where(Message.channel.in_(sorted(STATUS_PATHS)))
-            .where(latest.c.latest < now - older_than)
-            .order_by(latest.c.latest)
         )
-        return [(str(i), str(c)) for i, c in session.execute(query).all()]
+        cutoff = now - older_than
+        rows = [
+            (str(i), str(c), at)
+            for i, c, at in session.execute(query).all()
+            if at is not None and at < cutoff
+        ]
+        return [(i, c) for i, c, _ in sorted(rows, key=lambda row: row[2])]
 
 
 class _Failing:
