@@ -21,9 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from ..db import insert_for, utcnow
+from ..ingest.statuses import canonical, supersedes
 from ..models import PULL_SOURCE, Message, MessageEvent, Origin, Status
 from ..numbers import canonical as canonical_number
-from ..statuses import canonical, supersedes
 from .runs import Counts
 from .times import provider_time
 

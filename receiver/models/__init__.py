@@ -1,0 +1,37 @@
+"""ORM classes: what receiver stores, one module per concern. No Flask imports, no commits.
+
+Every table's class is importable from here; alembic reads their metadata through this package.
+"""
+
+from ..db import Base
+from .access import ApiKey, Source
+from .calls import Call, Recording
+from .common import FINAL_STATUSES, MAX_ID, PULL_SOURCE, ApiScope, Origin, RawState, RecordingState, Status
+from .messages import ContactEvent, InboundMessage, Message, MessageEvent, OptOut
+from .provider import ProviderRateSlot
+from .raw import RawEvent
+from .reconcile import ReconcileRun
+
+__all__ = [
+    "FINAL_STATUSES",
+    "MAX_ID",
+    "ApiKey",
+    "ApiScope",
+    "Base",
+    "Call",
+    "ContactEvent",
+    "InboundMessage",
+    "Message",
+    "MessageEvent",
+    "OptOut",
+    "Origin",
+    "PULL_SOURCE",
+    "ProviderRateSlot",
+    "RawEvent",
+    "RawState",
+    "ReconcileRun",
+    "Recording",
+    "RecordingState",
+    "Source",
+    "Status",
+]
