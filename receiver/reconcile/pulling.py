@@ -3,7 +3,9 @@
 The limit, not the round trip, should set the pace: against a provider 300 ms away, one request
 at a time reaches 200 a minute of the 1,000 allowed. So `workers` threads fetch while the caller
 stores what came, at most `2 × workers` answers held at any time (memory stays flat). Answers
-come in the order they arrive; a failed request stops the lot and says which one failed.
+come in batches of those that arrived while the caller was busy, so that a caller slower than
+the requests writes more at a time (fewer commits) instead of falling behind; a failed request
+stops the lot and says which one failed.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ class PullFailed(Exception):
 
 def in_parallel(
     fetch: Callable[[K], R], keys: Iterable[K], workers: int, name: Callable[[K], str]
-) -> Iterator[tuple[K, R]]:
-    """(key, fetch(key)) for every key, `workers` at a time, as they complete."""
+) -> Iterator[list[tuple[K, R]]]:
+    """(key, fetch(key)) for every key, `workers` at a time, in batches of those that completed."""
     pending: dict[Future[R], K] = {}
     keys = iter(keys)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="reconcile") as pool:
@@ -38,16 +40,18 @@ def in_parallel(
             for key in keys:
                 pending[pool.submit(fetch, key)] = key
                 if len(pending) >= 2 * workers:
-                    yield from _collect(pending, name)
+                    yield _collect(pending, name)
             while pending:
-                yield from _collect(pending, name)
+                yield _collect(pending, name)
         finally:
             for future in pending:
                 future.cancel()
 
 
-def _collect(pending: dict[Future[R], K], name: Callable[[K], str]) -> Iterator[tuple[K, R]]:
+def _collect(pending: dict[Future[R], K], name: Callable[[K], str]) -> list[tuple[K, R]]:
+    """Every answer that has come (waiting for the first)."""
     done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+    batch = []
     for future in done:
         key = pending.pop(future)
         error = future.exception()
@@ -55,13 +59,15 @@ def _collect(pending: dict[Future[R], K], name: Callable[[K], str]) -> Iterator[
             if isinstance(error, ProviderError):
                 raise PullFailed(name(key), error) from error
             raise error
-        yield key, future.result()
+        batch.append((key, future.result()))
+    return batch
 
 
 def pages(
     client: ProviderClient, path: str, params: Mapping[str, Any], first: int, workers: int
-) -> Iterator[Page]:
-    """Every page of a paged answer from page `first` on, each asked for with the filters again."""
+) -> Iterator[list[Page]]:
+    """Every page of a paged answer from page `first` on, each asked for with the filters again, in
+    batches (see `in_parallel`)."""
 
     def named(number: int) -> str:
         return f"{path} page {number}"
@@ -73,11 +79,12 @@ def pages(
         page = fetch(first)
     except ProviderError as exc:
         raise PullFailed(named(first), exc) from exc
-    yield page
+    yield [page]
     highest = page
     if page.has_next and page.last is not None:
-        for _, later in in_parallel(fetch, range(first + 1, page.last + 1), workers, named):
-            highest = later if later.number > highest.number else highest
+        for batch in in_parallel(fetch, range(first + 1, page.last + 1), workers, named):
+            later = [answer for _, answer in batch]
+            highest = max([highest, *later], key=lambda p: p.number)
             yield later
     # Without a last page number (or with more pages than it said), one page after another.
     while highest.has_next:
@@ -86,4 +93,4 @@ def pages(
             highest = fetch(number)
         except ProviderError as exc:
             raise PullFailed(named(number), exc) from exc
-        yield highest
+        yield [highest]

@@ -143,14 +143,14 @@ class Reconciler:
             return messages.channel_row(raw, item[1], s.zone, s.country_code)
 
         with bar, _Failing(run, "stuck"):
-            for item, rows in in_parallel(fetch, wanted, s.workers, name):
-                pulled = [row(item, r) for r in rows]
+            for batch in in_parallel(fetch, wanted, s.workers, name):
+                pulled = [row(item, r) for item, rows in batch for r in rows]
 
                 def write(session: orm.Session, pulled: list[Any] = pulled) -> Counts:
                     return messages.store(session, pulled)
 
                 counts += self._write(write, run)
-                bar.update(1)
+                bar.update(len(batch))
         run.finish()
         return Outcome(run.id, counts)
 
@@ -180,24 +180,28 @@ class Reconciler:
         if run.first_page > 1:
             log.info("reconcile %s %s: taking up run after page %d", kind, day, run.first_page - 1)
         done: set[int] = set()
+        last: int | None = None
         prefix = run.first_page - 1
         counts = Counts()
         bar = tqdm(desc=f"{kind} {day}", unit="page", disable=not self.progress, initial=prefix)
         with bar, _Failing(run, path):
-            for page in pages(self.client, path, params, run.first_page, self.settings.workers):
-                done.add(page.number)
+            for batch in pages(self.client, path, params, run.first_page, self.settings.workers):
+                for page in batch:
+                    done.add(page.number)
+                    last = page.last if page.last is not None else last
                 while prefix + 1 in done:
                     prefix += 1
                     done.discard(prefix)
-                if page.last is not None and bar.total != page.last:
-                    bar.total = page.last
+                if last is not None and bar.total != last:
+                    bar.total = last
                     bar.refresh()
+                items = [item for page in batch for item in page.items]
 
-                def write(session: orm.Session, page_items: list[dict[str, Any]] = page.items) -> Counts:
-                    return store(session, page_items)
+                def write(session: orm.Session, items: list[dict[str, Any]] = items) -> Counts:
+                    return store(session, items)
 
-                counts += self._write(write, run, prefix, page.last)
-                bar.update(1)
+                counts += self._write(write, run, prefix, last)
+                bar.update(len(batch))
         run.finish()
         log.info("reconcile %s %s: %s", kind, day, summary(counts, kind))
         return Outcome(run.id, counts)
