@@ -278,3 +278,28 @@ def test_retry_after_takes_seconds_or_a_date():
     assert retry_after(None, 60) == 60
     assert retry_after("soon", 60) == 60
     assert 0 <= retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 60) <= 0.001
+
+
+def test_an_endpoint_with_its_own_limit_has_a_bucket_of_its_own(sessionmaker):
+    shared = SqlLimiter(sessionmaker, 2)
+    vmn = SqlLimiter(sessionmaker, 1, bucket="vmn")
+    vmn.acquire(0.1)
+    with pytest.raises(RateLimited):
+        vmn.acquire(0.2)
+    shared.acquire(0.1)
+    shared.acquire(0.1)  # the vmn slot taken did not count against the shared two
+    with pytest.raises(RateLimited):
+        shared.acquire(0.2)
+    vmn.block(30)  # a 429 on vmn/logs pauses vmn/logs alone
+    assert SqlLimiter(sessionmaker, 3).acquire(0.1) is None
+
+
+@pytest.mark.redis
+def test_the_redis_limiter_keeps_an_endpoints_own_bucket_apart(redis_prefix):
+    shared = RedisLimiter(REDIS_URL, redis_prefix, 1)
+    vmn = RedisLimiter(REDIS_URL, redis_prefix, 1, bucket="vmn")
+    vmn.acquire(0.1)
+    vmn.block(30)
+    shared.acquire(0.1)
+    with pytest.raises(RateLimited):
+        RedisLimiter(REDIS_URL, redis_prefix, 5, bucket="vmn").acquire(0.2)
