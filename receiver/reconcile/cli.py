@@ -12,7 +12,8 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .service import Outcome, ReconcileFailed, Reconciler, summary
+from .runs import ReconcileFailed, summary
+from .service import Outcome, Reconciler
 from .setup import NoToken, reconciler
 from .times import parse_day, parse_duration, today
 

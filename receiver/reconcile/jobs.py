@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask
 
-from .service import ReconcileFailed, summary
+from .runs import ReconcileFailed, summary
 from .setup import reconciler
 from .times import today
 

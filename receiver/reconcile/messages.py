@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -146,9 +147,7 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _credits(value: Any) -> Any:
-    from decimal import Decimal, InvalidOperation
-
+def _credits(value: Any) -> Decimal | None:
     try:
         return None if value is None else Decimal(str(value))
     except InvalidOperation:

@@ -1,7 +1,7 @@
 """The record of each reconciliation run: counts, progress, outcome; and taking a stopped one up again.
 
-A paged run commits its progress (`pages_done`: the pages stored without a gap from the first)
-in the transaction that stores a page's rows. A run that failed, was interrupted, or whose
+A paged run saves its progress (`pages_done`: the pages stored without a gap from the first)
+every few seconds, after their rows are committed. A run that failed, was interrupted, or whose
 process died (no heartbeat for STALE) is taken up again by the next run of the same kind and
 day, within RESUME_WITHIN: that run starts after the stored pages. Later, the whole day is read
 again: statuses that arrived since then are on pages already read. Two runs taking up the same
@@ -11,6 +11,7 @@ which stores nothing twice either (every write is an INSERT on a unique key).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import asdict, dataclass, fields
@@ -20,8 +21,12 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from ..db import utcnow
+from ..db import local_writer, utcnow
 from ..models import ReconcileRun
+from ..provider import ProviderError
+from .pulling import PullFailed
+
+log = logging.getLogger(__name__)
 
 STALE = timedelta(minutes=15)
 RESUME_WITHIN = timedelta(hours=6)
@@ -104,34 +109,40 @@ class RunLog:
             return latest
         return None
 
-    def record(
-        self,
-        session: orm.Session,
-        counts: Counts,
-        pages_done: int | None = None,
-        pages_total: int | None = None,
-    ) -> None:
-        """Add a page's counts (and progress) to the run, in the caller's transaction."""
+    def record(self, session: orm.Session, counts: Counts) -> None:
+        """Add counts to the run, in the caller's transaction."""
         run = ReconcileRun
         values: dict[str, Any] = {
             name: getattr(run, name) + value for name, value in counts.as_dict().items() if value
         }
         values["heartbeat_at"] = utcnow()
-        if pages_done is not None:
-            self.pages_done = pages_done
-            values["pages_done"] = pages_done
-        if pages_total is not None:
-            values["pages_total"] = pages_total
         session.execute(sa.update(run).where(run.id == self.id).values(**values))
+
+    def progress(self, pages_done: int, pages_total: int | None) -> None:
+        """Save how many pages are stored without a gap from the first (and how many there are)."""
+        self.pages_done = pages_done
+        with self.sessionmaker() as session, local_writer(session), session.begin():
+            session.execute(
+                sa.update(ReconcileRun)
+                .where(ReconcileRun.id == self.id)
+                .values(pages_done=pages_done, pages_total=pages_total, heartbeat_at=utcnow())
+            )
 
     def finish(self, state: str = "done", error: str | None = None, **values: Any) -> None:
         """Close the run: `done`, or `failed` with what went wrong."""
         now = utcnow()
-        with self.sessionmaker() as session, session.begin():
+        with self.sessionmaker() as session, local_writer(session), session.begin():
             session.execute(
                 sa.update(ReconcileRun)
                 .where(ReconcileRun.id == self.id)
-                .values(state=state, error=error, finished_at=now, heartbeat_at=now, **values)
+                .values(
+                    state=state,
+                    error=error,
+                    finished_at=now,
+                    heartbeat_at=now,
+                    pages_done=self.pages_done,
+                    **values,
+                )
             )
 
     def counts(self) -> Counts:
@@ -154,3 +165,44 @@ def latest_runs(session: orm.Session, limit: int = 20, kind: str | None = None) 
     if kind is not None:
         query = query.where(ReconcileRun.kind == kind)
     return list(session.scalars(query.limit(limit)))
+
+
+class ReconcileFailed(Exception):
+    """A run that stopped: the message says where; what it stored stays."""
+
+
+class Failing:
+    """Close the run as failed when the block raises, saying where; provider errors become ReconcileFailed."""
+
+    def __init__(self, run: RunLog, what: str) -> None:
+        self.run = run
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any) -> None:
+        if error is None:
+            return
+        if isinstance(error, PullFailed | ProviderError):
+            message = str(error) if isinstance(error, PullFailed) else f"{self.what}: {error}"
+        elif isinstance(error, KeyboardInterrupt):
+            message = f"interrupted after page {self.run.pages_done}"
+        else:
+            message = f"{type(error).__name__}: {error}"
+        self.run.finish("failed", message)
+        log.warning("reconcile %s: %s (what it stored stays)", self.run.kind, message)
+        if isinstance(error, PullFailed | ProviderError):
+            raise ReconcileFailed(message) from error
+
+
+def summary(counts: Counts, kind: str = "sms") -> str:
+    """The counts in words."""
+    names = {"sms": "new messages", "stuck": "new messages", "calls": "new calls", "inbound": "new inbound"}
+    parts = [f"{counts.seen} rows seen", f"{counts.new_rows} {names.get(kind, 'new')}"]
+    if kind in ("sms", "stuck"):
+        parts.append(f"{counts.new_statuses} new statuses")
+    if kind == "calls":
+        parts.append(f"{counts.recordings} recordings to fetch")
+    parts.append(f"{counts.unchanged} unchanged")
+    return ", ".join(parts)

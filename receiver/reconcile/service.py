@@ -1,13 +1,18 @@
 """Service: run one reconciliation (a kind and a day, or the stuck messages) and keep its record.
 
-Each page is stored in one transaction together with the run's counts and progress, so what a
-failed run stored stays stored and counted, and the next run of the same day starts after it.
+Pages are stored in one transaction together with the run's counts, so what a failed run stored
+stays stored and counted; its progress (`pages_done`, the pages stored without a gap) is saved
+every few seconds, and the next run of the same day starts after it. On PostgreSQL several
+threads write at once (the rows of different pages do not touch); SQLite has one writer.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -17,24 +22,21 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from tqdm import tqdm
 
-from ..db import utcnow
+from ..db import local_writer, utcnow
 from ..models import FINAL_STATUSES, Message, MessageEvent, Status
-from ..provider import ProviderClient, ProviderError
+from ..provider import ProviderClient
 from . import calls, inbound, messages
-from .pulling import PullFailed, in_parallel, pages
+from .pulling import in_parallel, pages
 from .report import Comparison, provider_counts, receiver_counts
-from .runs import Counts, RunLog
+from .runs import Counts, Failing, RunLog, summary
 
 log = logging.getLogger(__name__)
 
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
 _ATTEMPTS = 3
+PROGRESS_SECONDS = 2.0  # how often a run's `pages_done` is saved (a lower bound: resuming refetches a little)
 STATUS_PATHS = {"sms": "sms/status", "whatsapp": "whatsapp/message/status"}
 STATUS_PATHS |= {"rcs": "rcs/message/status", "viber": "viber/message/status"}
-
-
-class ReconcileFailed(Exception):
-    """A run that stopped: the message says where; what it stored stays."""
 
 
 @dataclass
@@ -142,7 +144,7 @@ class Reconciler:
                 return messages.sms_row(raw, s.zone, s.country_code)
             return messages.channel_row(raw, item[1], s.zone, s.country_code)
 
-        with bar, _Failing(run, "stuck"):
+        with bar, Failing(run, "stuck"):
             for batch in in_parallel(fetch, wanted, s.workers, name):
                 pulled = [row(item, r) for item, rows in batch for r in rows]
 
@@ -157,7 +159,7 @@ class Reconciler:
     def report(self, day: date) -> Outcome:
         """The provider's counts for the day beside receiver's."""
         run = RunLog(self.sessionmaker, "report", day).start(resume=False)
-        with _Failing(run, "sms/report"):
+        with Failing(run, "sms/report"):
             provider = provider_counts(self.client, day)
         with self.sessionmaker() as session:
             mine = receiver_counts(session, day, self.settings.zone)
@@ -183,42 +185,72 @@ class Reconciler:
         last: int | None = None
         prefix = run.first_page - 1
         counts = Counts()
-        bar = tqdm(desc=f"{kind} {day}", unit="page", disable=not self.progress, initial=prefix)
-        with bar, _Failing(run, path):
-            for batch in pages(self.client, path, params, run.first_page, self.settings.workers):
-                for page in batch:
-                    done.add(page.number)
-                    last = page.last if page.last is not None else last
+        pending: dict[Future[Counts], list[int]] = {}
+        saved_at = time.monotonic()
+
+        def settle(until: int) -> None:
+            """Take in the writes that are done, waiting while more than `until` are under way."""
+            nonlocal counts, prefix, saved_at
+            while pending:
+                finished, _ = wait(list(pending), timeout=None if len(pending) > until else 0)
+                if not finished:
+                    return
+                for future in finished:
+                    numbers = pending.pop(future)
+                    counts += future.result()
+                    done.update(numbers)
+                    bar.update(len(numbers))
                 while prefix + 1 in done:
                     prefix += 1
                     done.discard(prefix)
-                if last is not None and bar.total != last:
-                    bar.total = last
-                    bar.refresh()
-                items = [item for page in batch for item in page.items]
+                run.pages_done = prefix  # what `finish` saves, should the run stop
+            if time.monotonic() - saved_at >= PROGRESS_SECONDS:
+                run.progress(prefix, last)
+                saved_at = time.monotonic()
 
-                def write(session: orm.Session, items: list[dict[str, Any]] = items) -> Counts:
-                    return store(session, items)
+        bar = tqdm(desc=f"{kind} {day}", unit="page", disable=not self.progress, initial=prefix)
+        writers = self._writers()
+        with (
+            bar,
+            Failing(run, path),
+            ThreadPoolExecutor(writers, thread_name_prefix="reconcile-write") as pool,
+        ):
+            try:
+                for batch in pages(self.client, path, params, run.first_page, self.settings.workers):
+                    for page in batch:
+                        last = page.last if page.last is not None else last
+                    if last is not None and bar.total != last:
+                        bar.total = last
+                        bar.refresh()
+                    items = [item for page in batch for item in page.items]
 
-                counts += self._write(write, run, prefix, last)
-                bar.update(len(batch))
+                    def write(session: orm.Session, items: list[dict[str, Any]] = items) -> Counts:
+                        return store(session, items)
+
+                    pending[pool.submit(self._write, write, run)] = [page.number for page in batch]
+                    settle(writers - 1)
+            except BaseException:
+                with suppress(Exception):  # keep what was written before the failure counted
+                    settle(0)
+                raise
+            settle(0)
+            run.progress(prefix, last)
         run.finish()
         log.info("reconcile %s %s: %s", kind, day, summary(counts, kind))
         return Outcome(run.id, counts)
 
-    def _write(
-        self,
-        write: Callable[[orm.Session], Counts],
-        run: RunLog,
-        pages_done: int | None = None,
-        pages_total: int | None = None,
-    ) -> Counts:
-        """Store one answer and the run's progress in one transaction; again after a deadlock."""
+    def _writers(self) -> int:
+        """Threads writing pages: one on SQLite (one writer at a time), else one per request in flight."""
+        bind = self.sessionmaker.kw.get("bind")
+        return 1 if bind is None or bind.dialect.name == "sqlite" else max(1, self.settings.workers)
+
+    def _write(self, write: Callable[[orm.Session], Counts], run: RunLog) -> Counts:
+        """Store answers and add their counts to the run in one transaction; again after a deadlock."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                with self.sessionmaker() as session, session.begin():
+                with self.sessionmaker() as session, local_writer(session), session.begin():
                     counts = write(session)
-                    run.record(session, counts, pages_done, pages_total)
+                    run.record(session, counts)
                 return counts
             except sa.exc.OperationalError as exc:
                 if getattr(exc.orig, "sqlstate", None) not in _RETRYABLE_SQLSTATES or attempt == _ATTEMPTS:
@@ -248,40 +280,3 @@ class Reconciler:
             if at is not None and at < cutoff
         ]
         return [(i, c) for i, c, _ in sorted(rows, key=lambda row: row[2])]
-
-
-class _Failing:
-    """Close the run as failed when the block raises, saying where; provider errors become ReconcileFailed."""
-
-    def __init__(self, run: RunLog, what: str) -> None:
-        self.run = run
-        self.what = what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any) -> None:
-        if error is None:
-            return
-        if isinstance(error, PullFailed | ProviderError):
-            message = str(error) if isinstance(error, PullFailed) else f"{self.what}: {error}"
-        elif isinstance(error, KeyboardInterrupt):
-            message = f"interrupted after page {self.run.pages_done}"
-        else:
-            message = f"{type(error).__name__}: {error}"
-        self.run.finish("failed", message)
-        log.warning("reconcile %s: %s (what it stored stays)", self.run.kind, message)
-        if isinstance(error, PullFailed | ProviderError):
-            raise ReconcileFailed(message) from error
-
-
-def summary(counts: Counts, kind: str = "sms") -> str:
-    """The counts in words."""
-    names = {"sms": "new messages", "stuck": "new messages", "calls": "new calls", "inbound": "new inbound"}
-    parts = [f"{counts.seen} rows seen", f"{counts.new_rows} {names.get(kind, 'new')}"]
-    if kind in ("sms", "stuck"):
-        parts.append(f"{counts.new_statuses} new statuses")
-    if kind == "calls":
-        parts.append(f"{counts.recordings} recordings to fetch")
-    parts.append(f"{counts.unchanged} unchanged")
-    return ", ".join(parts)
