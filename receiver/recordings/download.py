@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from .. import fetcher as fetch
+from ..config import Settings
 from ..db import utcnow
 from ..models import Call, Recording, RecordingState
 from ..numbers import DEFAULT_COUNTRY_CODE, canonical
@@ -50,6 +51,8 @@ _AUDIO_MAGIC: tuple[tuple[int, bytes, str], ...] = (
 
 @dataclass(frozen=True)
 class Policy:
+    """How recordings are downloaded: where they go, how big, how long a job holds one, retries."""
+
     recordings_dir: Path
     max_bytes: int
     lease: float
@@ -63,19 +66,19 @@ class Policy:
     country_code: str = DEFAULT_COUNTRY_CODE
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Policy:
+    def from_settings(cls, settings: Settings) -> Policy:
         return cls(
-            recordings_dir=Path(config["RECORDINGS_DIR"]),
-            max_bytes=config["RECORDING_MAX_BYTES"],
-            lease=config["RECORDING_LEASE"],
-            retry_base=config["RECORDING_RETRY_BASE"],
-            retry_max=config["RECORDING_RETRY_MAX"],
-            expiry_margin=config["RECORDING_EXPIRY_MARGIN"],
-            max_attempts=config["RECORDING_MAX_ATTEMPTS"],
-            match_window=config["RECORDING_MATCH_WINDOW"],
-            requeue_after=config["RECORDING_REQUEUE_AFTER"],
-            timezone=ZoneInfo(config["PROVIDER_TIMEZONE"]),
-            country_code=config["DEFAULT_COUNTRY_CODE"],
+            recordings_dir=Path(settings.RECORDINGS_DIR),
+            max_bytes=settings.RECORDING_MAX_BYTES,
+            lease=settings.RECORDING_LEASE,
+            retry_base=settings.RECORDING_RETRY_BASE,
+            retry_max=settings.RECORDING_RETRY_MAX,
+            expiry_margin=settings.RECORDING_EXPIRY_MARGIN,
+            max_attempts=settings.RECORDING_MAX_ATTEMPTS,
+            match_window=settings.RECORDING_MATCH_WINDOW,
+            requeue_after=settings.RECORDING_REQUEUE_AFTER,
+            timezone=ZoneInfo(settings.PROVIDER_TIMEZONE),
+            country_code=settings.DEFAULT_COUNTRY_CODE,
         )
 
 
