@@ -294,6 +294,3 @@ class ErrorSchema(ApiSchema):
     message = fields.String()
     errors = fields.Dict()
 
-
-message_schema = MessageDetailSchema()
-messages_schema = MessageSchema(many=True)
