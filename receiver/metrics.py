@@ -34,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .errors import error_response
+from .models import RawEvent, RawState, Recording, RecordingState
 
 if TYPE_CHECKING:
     from .ingest.service import Outcome
@@ -89,8 +90,6 @@ class DatabaseCollector(Collector):
             log.warning("metrics: job queue unavailable (%s)", type(exc).__name__)
 
     def _from_database(self) -> Iterator[Metric]:
-        from .models import RawEvent, RawState, Recording, RecordingState
-
         waiting = [s for s in RecordingState if s not in (RecordingState.stored, RecordingState.failed)]
         replayable = [RawState.pending, RawState.quarantined]
         engine = self.app.extensions["receiver.db"].engine

@@ -34,7 +34,7 @@ def _not_blank(value: str) -> None:
         raise ValidationError("Must not be blank.")
 
 
-def Text(max_length: int, description: str) -> fields.String:  # noqa: N802 (a field factory)
+def Text(max_length: int, description: str) -> fields.String:
     """An exact-match text filter."""
     return fields.String(
         validate=[validate.Length(min=1, max=max_length), _NO_NUL],
