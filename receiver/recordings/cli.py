@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import click
-import sqlalchemy as sa
 from flask.cli import with_appcontext
 
 from ..db import get_db, utcnow
-from ..models import MAX_ID, Recording, RecordingState
+from ..models import MAX_ID, RecordingState
 from ..wording import plural
-from . import sweep
+from . import status, sweep
 
 
 @click.group("recordings", help="Call recordings and their downloads.")
@@ -28,21 +27,12 @@ def recordings_cli() -> None:
 @with_appcontext
 def status_command(limit: int) -> None:
     """Count recordings by state; list the latest failures with their errors."""
-    r = Recording
     now = utcnow()
     with get_db().new_session() as session:
-        counts = dict(session.execute(sa.select(r.state, sa.func.count()).group_by(r.state)).all())
-        waiting = [s for s in RecordingState if s not in (RecordingState.stored, RecordingState.failed)]
-        oldest = session.scalar(sa.select(sa.func.min(r.created_at)).where(r.state.in_(waiting)))
-        expired = session.scalar(
-            sa.select(sa.func.count()).where(r.state.in_(waiting), r.url_expires_at <= now)
-        )
-        failed = session.execute(
-            sa.select(r.id, r.call_id, r.attempts, r.last_error)
-            .where(r.state == RecordingState.failed)
-            .order_by(r.updated_at.desc())
-            .limit(limit)
-        ).all()
+        counts = status.counts(session)
+        oldest = status.oldest_waiting(session)
+        expired = status.waiting_past_expiry(session, now)
+        failed = status.latest_failures(session, limit)
     for state in RecordingState:
         click.echo(f"{state.value:<12}{counts.get(state, 0)}")
     if oldest is not None:
