@@ -19,7 +19,9 @@ from flask import Flask
 from receiver import register_jobs
 from receiver.db import utcnow
 from receiver.models import Recording, RecordingState
-from receiver.recordings.download import Result, backoff, numbers_match, sniff_audio
+from receiver.recordings.audio import sniff_audio
+from receiver.recordings.download import Result, backoff
+from receiver.recordings.fallback import numbers_match
 from receiver.recordings.files import storage_path
 from receiver.recordings.jobs import get_jobs
 from receiver.recordings.sweep import sweep

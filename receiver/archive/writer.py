@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from .destination import CHUNK
-from .format import ArchiveError, HashingWriter, gzip_writer
+from .format import ArchiveError
+from .jsonl import HashingWriter, gzip_writer
 
 
 @dataclass
