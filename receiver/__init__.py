@@ -47,10 +47,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 def register_jobs(app: Flask) -> None:
     """Give the app its job queue, then each package its tasks on it and the loops the worker
     runs beside it: one line a package."""
-    from . import queue
+    from . import jobqueue
     from .archive import jobs as archive_jobs
     from .recordings import jobs as recordings_jobs
 
-    queue.init_app(app)
+    jobqueue.init_app(app)
     recordings_jobs.init_app(app)
     archive_jobs.init_app(app)

@@ -1,5 +1,5 @@
 """`receiver worker`: the queue's consumer (every package's tasks, the periodic ones included) and
-the loops packages registered (receiver.queue.add_loop), each in a thread of its own."""
+the loops packages registered (receiver.jobqueue.add_loop), each in a thread of its own."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from .queue import get_loops, get_queue
+from .jobqueue import get_loops, get_queue
 from .quiet import QuietRepeats
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import logging
 from flask import Flask
 from huey import crontab
 
-from .. import queue
+from .. import jobqueue
 from .policy import run_policy
 
 log = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ SCHEDULE = {"minute": "17", "hour": "3"}
 
 def init_app(app: Flask) -> None:
     """Register the daily policy task on the app's queue (it runs where periodic tasks are enabled)."""
-    huey = queue.get_queue(app)
+    huey = jobqueue.get_queue(app)
 
     def archive_policy() -> None:
         if not app.config.get("ARCHIVE_AFTER_DAYS"):

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from flask import Flask
 
-from .. import queue
+from .. import jobqueue
 from ..config import settings_of
 from ..db import Database
 from ..fetcher import Fetcher, FetchPolicy
@@ -29,7 +29,7 @@ class Jobs:
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self.huey = queue.get_queue(app)
+        self.huey = jobqueue.get_queue(app)
         self.policy = download.Policy.from_settings(settings_of(app.config))
         self._downloader: download.Downloader | None = None
         self._lock = threading.Lock()
@@ -92,7 +92,7 @@ def init_app(app: Flask) -> None:
     """Register the download task on the app's queue, and the sweep as a loop of the worker."""
     jobs = Jobs(app)
     app.extensions["receiver.jobs"] = jobs
-    queue.add_loop(app, "sweep", jobs.sweep_forever)
+    jobqueue.add_loop(app, "sweep", jobs.sweep_forever)
 
 
 def get_jobs(app: Flask) -> Jobs:

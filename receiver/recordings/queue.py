@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 # The longest a webhook's answer waits for the job queue, with room for the rest of the request
 # within half a second (under the web's gevent worker; with threads, the queue connection's own
-# timeouts bound it: receiver.queue).
+# timeouts bound it: receiver.jobqueue).
 ENQUEUE_SECONDS = 0.4
 
 

@@ -2,7 +2,7 @@
 
 The queue is a SQLite file under VAR_DIR by default (one machine), Redis when REDIS_URL is set
 (several machines). Each app gets its own Huey instance from its settings, so web processes
-enqueue into the queue the worker of the same settings reads. `create_app` builds the queue
+enqueue into the queue the worker of the same settings reads. `register_jobs` builds the queue
 first, then each package registers its tasks on it (`get_queue(app).task(...)`) and, when it
 needs one, a loop the worker runs in a thread of its own (`add_loop`).
 """
