@@ -34,6 +34,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .errors import error_response
+from .ingest.payloads import URL_KINDS
+from .models import REPLAYABLE_RAW, RawEvent, RecordingState
+from .recordings import status as recordings_status
 
 if TYPE_CHECKING:
     from .ingest.service import Outcome
@@ -56,7 +59,6 @@ AUTH_FAILURES = Counter("receiver_auth_failures_total", "Failed webhook checks",
 REPLAYS = Counter("receiver_replays_total", "Raw events replayed, by outcome", ["outcome"])
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_HOOK_KINDS = frozenset({"sms-status", "sms-inbound", "whatsapp", "rcs", "viber", "voice", "unsubscription"})
 
 
 def count_ingest(outcome: Outcome) -> None:
@@ -69,7 +71,7 @@ def count_ingest(outcome: Outcome) -> None:
 def _count_rejected() -> None:
     """A webhook refused before anything was stored (401, 404, 413, 503...): outcome `rejected`."""
     kind = (request.view_args or {}).get("kind")
-    INGEST.labels(kind=kind if kind in _HOOK_KINDS else "unknown", outcome="rejected").inc()
+    INGEST.labels(kind=kind if kind in URL_KINDS else "unknown", outcome="rejected").inc()
 
 
 class DatabaseCollector(Collector):
@@ -89,27 +91,14 @@ class DatabaseCollector(Collector):
             log.warning("metrics: job queue unavailable (%s)", type(exc).__name__)
 
     def _from_database(self) -> Iterator[Metric]:
-        from .models import RawEvent, RawState, Recording, RecordingState
-
-        waiting = [s for s in RecordingState if s not in (RecordingState.stored, RecordingState.failed)]
-        replayable = [RawState.pending, RawState.quarantined]
         engine = self.app.extensions["receiver.db"].engine
         with engine.connect() as connection:
-            recordings = dict(
-                connection.execute(
-                    sa.select(Recording.state, sa.func.count()).group_by(Recording.state)
-                ).all()
-            )
-            oldest = connection.execute(
-                sa.select(Recording.created_at)
-                .where(Recording.state.in_(waiting))
-                .order_by(Recording.created_at)
-                .limit(1)
-            ).scalar()
+            recordings = recordings_status.counts(connection)
+            oldest = recordings_status.oldest_waiting(connection)
             raw = dict(
                 connection.execute(
                     sa.select(RawEvent.state, sa.func.count())
-                    .where(RawEvent.state.in_(replayable))
+                    .where(RawEvent.state.in_(REPLAYABLE_RAW))
                     .group_by(RawEvent.state)
                 ).all()
             )
@@ -126,7 +115,7 @@ class DatabaseCollector(Collector):
         events = GaugeMetricFamily(
             "receiver_raw_events_waiting", "Raw events waiting for replay", labels=["state"]
         )
-        for raw_state in replayable:
+        for raw_state in REPLAYABLE_RAW:
             events.add_metric([raw_state.value], raw.get(raw_state, 0))
         yield events
 

@@ -6,7 +6,18 @@ Every table's class is importable from here; alembic reads their metadata throug
 from ..db import Base
 from .access import ApiKey, Source
 from .calls import Call, Recording
-from .common import FINAL_STATUSES, MAX_ID, PULL_SOURCE, ApiScope, Origin, RawState, RecordingState, Status
+from .common import (
+    FINAL_STATUSES,
+    MAX_ID,
+    PULL_SOURCE,
+    REPLAYABLE_RAW,
+    WAITING_RECORDINGS,
+    ApiScope,
+    Origin,
+    RawState,
+    RecordingState,
+    Status,
+)
 from .messages import ContactEvent, InboundMessage, Message, MessageEvent, OptOut
 from .provider import ProviderRateSlot
 from .raw import RawEvent
@@ -15,6 +26,8 @@ from .reconcile import ReconcileRun
 __all__ = [
     "FINAL_STATUSES",
     "MAX_ID",
+    "REPLAYABLE_RAW",
+    "WAITING_RECORDINGS",
     "ApiKey",
     "ApiScope",
     "Base",

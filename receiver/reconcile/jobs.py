@@ -54,7 +54,7 @@ def init_app(app: Flask) -> None:
     from huey import crontab
 
     huey = app.extensions["receiver.huey"]
-    hour, minute = app.config["RECONCILE_AT"]
+    hour, minute = app.config["RECONCILE_AT"].split(":")  # HH:MM, checked with the settings
 
     def reconcile_daily() -> None:
         if not app.config.get("PROVIDER_ACCESS_TOKEN"):
@@ -75,5 +75,7 @@ def init_app(app: Flask) -> None:
                 return
             log.info("reconcile stuck: %s", summary(outcome.counts, "stuck"))
 
-    huey.periodic_task(crontab(minute=str(minute), hour=str(hour)), name="reconcile_daily")(reconcile_daily)
+    huey.periodic_task(crontab(minute=str(int(minute)), hour=str(int(hour))), name="reconcile_daily")(
+        reconcile_daily
+    )
     huey.periodic_task(crontab(minute="41"), name="reconcile_stuck")(reconcile_stuck)

@@ -37,10 +37,8 @@ def reconciler(app: Flask, progress: bool = False) -> Iterator[Reconciler]:
 
     def hand_over(recording_ids: list[int]) -> None:
         """New recordings go to the worker's queue; should that fail, its sweep finds them."""
-        from ..tasks import get_jobs
-
         try:
-            get_jobs(app).enqueue(recording_ids)
+            app.extensions["receiver.jobs"].enqueue(recording_ids)
         except Exception as exc:
             log.warning(
                 "reconcile: could not queue %d recording(s) (%s); the sweep will", len(recording_ids), exc
