@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000, help="PROVIDER_RATE_LIMIT (requests a minute)")
     parser.add_argument("--mode", choices=["new", "merge", "same"], default="new")
     parser.add_argument("--database-url", help="a PostgreSQL server (a new database is made there)")
-    parser.add_argument("--concurrency", type=int, default=4, help="RECONCILE_CONCURRENCY")
+    parser.add_argument("--concurrency", type=int, default=8, help="RECONCILE_CONCURRENCY")
     parser.add_argument("--fail-every", type=int, default=100, help="every Nth request 429, every N+1th 500")
     args = parser.parse_args()
 

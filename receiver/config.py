@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     RECORDING_MATCH_WINDOW: float = 900.0
     DOWNLOAD_MAX_SECONDS: float = 1800.0
     PROVIDER_TIMEOUT: float = 30.0
-    RECONCILE_CONCURRENCY: int = 4
+    RECONCILE_CONCURRENCY: int = 8
     ARCHIVE_AFTER_DAYS: int | None = None
     ARCHIVE_DIR: str = "var/archive"
     ARCHIVE_S3_ENDPOINT_URL: str | None = None
