@@ -210,28 +210,25 @@ def answering_within(session: orm.Session, seconds: float) -> Iterator[None]:
         raise Unavailable(f"the database did not answer within {seconds:g} s")
 
 
-def insert_for(session: orm.Session, table: sa.Table) -> Any:
-    """An INSERT that supports ON CONFLICT on the session's dialect (PostgreSQL or SQLite)."""
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
+def dialect_insert(dialect: str, table: sa.Table) -> Any:
+    """An INSERT that supports ON CONFLICT, for the dialect named (PostgreSQL or SQLite)."""
+    if dialect == "postgresql":
         return postgresql.insert(table)
-    if name == "sqlite":
+    if dialect == "sqlite":
         return sqlite.insert(table)
-    raise RuntimeError(f"unsupported database: {name}")
+    raise RuntimeError(f"unsupported database: {dialect}")
+
+
+def insert_for(session: orm.Session, table: sa.Table) -> Any:
+    """An INSERT that supports ON CONFLICT on the session's dialect."""
+    return dialect_insert(session.get_bind().dialect.name, table)
 
 
 @functools.cache
 def _insert_new(dialect: str, table: sa.Table, keys: tuple[str, ...]) -> Any:
-    dialects = {"postgresql": postgresql, "sqlite": sqlite}
-    if dialect not in dialects:
-        raise RuntimeError(f"unsupported database: {dialect}")
     (primary_key,) = table.primary_key.columns
-    return (
-        dialects[dialect]
-        .insert(table)
-        .on_conflict_do_nothing(index_elements=list(keys))
-        .returning(primary_key)
-    )
+    statement = dialect_insert(dialect, table).on_conflict_do_nothing(index_elements=list(keys))
+    return statement.returning(primary_key)
 
 
 def insert_new(session: orm.Session, table: Any, values: dict[str, Any], keys: list[str]) -> Any:

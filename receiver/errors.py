@@ -9,6 +9,8 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from . import answers
+
 
 class ReceiverError(Exception):
     """An error with an HTTP status code and a message fit for the client."""
@@ -48,11 +50,9 @@ class Unavailable(ReceiverError):
 def error_response(
     code: int, message: str, errors: dict[str, Any] | None = None, **extra: Any
 ) -> tuple[Response, int]:
-    body: dict[str, Any] = {"status": "ERROR", "code": code, "message": message}
     if errors:
-        body["errors"] = errors
-    body.update(extra)
-    return jsonify(body), code
+        extra = {"errors": errors, **extra}
+    return jsonify(answers.body(code, message, **extra)), code
 
 
 def _database_down() -> tuple[Response, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
+from . import answers
 from .db import answering_within, first_read, get_db, get_session
 from .migrate import current_and_head
 
@@ -13,7 +14,7 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
     """Answer while the process runs."""
-    return jsonify({"status": "OK", "code": 200, "message": "up"}), 200
+    return jsonify(answers.body(200, "up")), 200
 
 
 @bp.get("/readyz")
@@ -26,20 +27,11 @@ def readyz() -> tuple[Response, int]:
         with answering_within(session, current_app.config["DB_WAIT_TIMEOUT"]):
             current, head = first_read(session, lambda: current_and_head(engine))
     except Exception as exc:  # any failure to reach the database means not ready
-        body = {
-            "status": "ERROR",
-            "code": 503,
-            "message": f"database unreachable: {type(exc).__name__}",
-        }
-        return jsonify(body), 503
+        return jsonify(answers.body(503, f"database unreachable: {type(exc).__name__}")), 503
     if current != head:
-        body = {
-            "status": "ERROR",
-            "code": 503,
-            "message": f"database at revision {current}, code expects {head}: run `receiver db upgrade`",
-        }
-        return jsonify(body), 503
-    return jsonify({"status": "OK", "code": 200, "message": "ready", "revision": head}), 200
+        message = f"database at revision {current}, code expects {head}: run `receiver db upgrade`"
+        return jsonify(answers.body(503, message)), 503
+    return jsonify(answers.body(200, "ready", revision=head)), 200
 
 
 def init_app(app: Flask) -> None:

@@ -34,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .errors import error_response
+from .ingest.payloads import URL_KINDS
 
 if TYPE_CHECKING:
     from .ingest.service import Outcome
@@ -56,7 +57,6 @@ AUTH_FAILURES = Counter("receiver_auth_failures_total", "Failed webhook checks",
 REPLAYS = Counter("receiver_replays_total", "Raw events replayed, by outcome", ["outcome"])
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_HOOK_KINDS = frozenset({"sms-status", "sms-inbound", "whatsapp", "rcs", "viber", "voice", "unsubscription"})
 
 
 def count_ingest(outcome: Outcome) -> None:
@@ -69,7 +69,7 @@ def count_ingest(outcome: Outcome) -> None:
 def _count_rejected() -> None:
     """A webhook refused before anything was stored (401, 404, 413, 503...): outcome `rejected`."""
     kind = (request.view_args or {}).get("kind")
-    INGEST.labels(kind=kind if kind in _HOOK_KINDS else "unknown", outcome="rejected").inc()
+    INGEST.labels(kind=kind if kind in URL_KINDS else "unknown", outcome="rejected").inc()
 
 
 class DatabaseCollector(Collector):
@@ -89,10 +89,10 @@ class DatabaseCollector(Collector):
             log.warning("metrics: job queue unavailable (%s)", type(exc).__name__)
 
     def _from_database(self) -> Iterator[Metric]:
-        from .models import RawEvent, RawState, Recording, RecordingState
+        from .models import REPLAYABLE_STATES, RawEvent, Recording, RecordingState
 
         waiting = [s for s in RecordingState if s not in (RecordingState.stored, RecordingState.failed)]
-        replayable = [RawState.pending, RawState.quarantined]
+        replayable = list(REPLAYABLE_STATES)
         engine = self.app.extensions["receiver.db"].engine
         with engine.connect() as connection:
             recordings = dict(

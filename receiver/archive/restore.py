@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
+from ..db import dialect_insert
 from ..numbers import DEFAULT_COUNTRY_CODE
 from ..recordings.files import guarded, place, storage_path
 from .destination import CHUNK, Destination
@@ -108,8 +108,7 @@ def _chunks(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str
 def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> int:
     if not rows:
         return 0
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).on_conflict_do_nothing().returning(table.c.id)
+    stmt = dialect_insert(conn.dialect.name, table).on_conflict_do_nothing().returning(table.c.id)
     return len(conn.execute(stmt, rows).all())
 
 

@@ -28,7 +28,8 @@ from .schemas import (
 
 # The kinds a URL may name (/hooks/<source>/<kind>); `None` means: recognise it from the payload.
 URL_KINDS = ("sms-status", "sms-inbound", "whatsapp", "rcs", "viber", "voice", "unsubscription")
-CHANNELS = ("whatsapp", "rcs", "viber")
+# The channels whose events name themselves `<channel>:message:status` and `:message:in`.
+CHAT_CHANNELS = ("whatsapp", "rcs", "viber")
 
 _SCHEMAS: dict[str, Schema] = {
     "sms-status": sms_status_schema,
@@ -87,9 +88,9 @@ def _kind_of_event(name: str) -> tuple[str | None, str | None]:
         return "unsubscription", channel
     if channel == "sms" and rest == ["message", "status"]:
         return "sms-status", "sms"
-    if channel in CHANNELS and rest == ["message", "status"]:
+    if channel in CHAT_CHANNELS and rest == ["message", "status"]:
         return "channel-status", channel
-    if channel in CHANNELS + ("sms",) and rest == ["message", "in"]:
+    if channel in CHAT_CHANNELS + ("sms",) and rest == ["message", "in"]:
         return "inbound", channel
     return None, None
 
@@ -144,7 +145,7 @@ def _kind_of_flat(item: dict[str, Any]) -> tuple[str | None, str | None]:
     if _is_contact(item):
         return "contact", None
     channel = str(item.get("channel", "")).lower()
-    if channel in CHANNELS and "id" in keys and "status" in keys:
+    if channel in CHAT_CHANNELS and "id" in keys and "status" in keys:
         return "channel-status", channel
     sms_markers = {"deliv_at", "sent_at", "submit_at", "deliv_time", "sent_time", "submit_time"}
     if (

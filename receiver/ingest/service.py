@@ -19,12 +19,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from .. import answers
 from ..db import insert_new, local_writer, utcnow
-from ..models import RawEvent, RawState
+from ..models import REPLAYABLE_STATES, RawEvent, RawState
 from . import payloads
 from .normalize import Settings, Writer
 
-__all__ = ["Outcome", "RawRequest", "Settings", "fingerprint", "receive", "reprocess"]
+__all__ = ["Outcome", "RawRequest", "Settings", "receive", "request_fingerprint", "reprocess"]
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +64,11 @@ class Outcome:
     def answer(self) -> dict[str, Any]:
         """The webhook's answer, in the provider's `{status, code, message}` shape (HTTP `code`)."""
         if self.code == 422:
-            return {
-                "status": "ERROR",
-                "code": self.code,
-                "message": self.message,
-                "errors": self.errors or {},
-                "event": self.raw_event_id,
-            }
-        return {"status": "OK", "code": self.code, "message": self.message, "events": self.events}
+            return answers.body(self.code, self.message, errors=self.errors or {}, event=self.raw_event_id)
+        return answers.body(self.code, self.message, events=self.events)
 
 
-def fingerprint(method: str, kind_hint: str | None, query_string: str, body: bytes) -> str:
+def request_fingerprint(method: str, kind_hint: str | None, query_string: str, body: bytes) -> str:
     digest = hashlib.sha256()
     for part in (method.upper(), kind_hint or "", query_string):
         digest.update(part.encode())
@@ -138,7 +133,9 @@ def _parse(
         "body": request.body,
         "remote_addr": request.remote_addr,
         "sha256": hashlib.sha256(request.body).hexdigest(),
-        "fingerprint": fingerprint(request.method, request.kind_hint, request.query_string, request.body),
+        "fingerprint": request_fingerprint(
+            request.method, request.kind_hint, request.query_string, request.body
+        ),
         # The likely final state, so that the common case needs no UPDATE afterwards.
         "state": _expected_state(events),
         "errors": errors if events is None else _unknown_kind_errors(events),
@@ -190,7 +187,7 @@ def reprocess(session: orm.Session, raw_id: int, settings: Settings) -> Outcome:
             raw = session.get(RawEvent, raw_id, with_for_update=True, populate_existing=True)
             if raw is None:
                 raise LookupError(raw_id)
-            if raw.state not in (RawState.pending, RawState.quarantined):
+            if raw.state not in REPLAYABLE_STATES:
                 # Processed already, by a replay that held the lock before this one.
                 return Outcome(200, "duplicate", raw.id, kinds=list(raw.kinds or []))
             raw.replays, raw.replayed_at = raw.replays + 1, utcnow()

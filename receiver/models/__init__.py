@@ -6,7 +6,15 @@ Every table's class is importable from here; alembic reads their metadata throug
 from ..db import Base
 from .access import ApiKey, Source
 from .calls import Call, Recording
-from .common import FINAL_STATUSES, MAX_ID, ApiScope, RawState, RecordingState, Status
+from .common import (
+    FINAL_STATUSES,
+    MAX_ID,
+    REPLAYABLE_STATES,
+    ApiScope,
+    RawState,
+    RecordingState,
+    Status,
+)
 from .messages import ContactEvent, InboundMessage, Message, MessageEvent, OptOut
 from .provider import ProviderRateSlot
 from .raw import RawEvent
@@ -14,6 +22,7 @@ from .raw import RawEvent
 __all__ = [
     "FINAL_STATUSES",
     "MAX_ID",
+    "REPLAYABLE_STATES",
     "ApiKey",
     "ApiScope",
     "Base",

@@ -35,6 +35,10 @@ class RawState(enum.StrEnum):
     quarantined = "quarantined"  # failed validation
 
 
+# Raw events still waiting for a replay: kept but not understood, or failed validation.
+REPLAYABLE_STATES = (RawState.pending, RawState.quarantined)
+
+
 class Status(enum.StrEnum):
     accepted = "accepted"
     sent = "sent"
