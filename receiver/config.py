@@ -70,6 +70,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "DB_CONNECT_TIMEOUT": (5.0, float),
     "DB_STATEMENT_TIMEOUT": (30.0, float),
     "DB_WAIT_TIMEOUT": (4.0, float),
+    "SOURCE_CACHE_SECONDS": (2.0, float),
     "SQLITE_SYNCHRONOUS": ("FULL", str),
 }
 

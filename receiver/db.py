@@ -188,8 +188,7 @@ def _restart_deadline_on_answers(engine: sa.Engine) -> None:
         event.listen(engine, name, restart)
 
 
-@contextmanager
-def answering_within(session: orm.Session, seconds: float) -> Iterator[None]:
+def answering_within(session: orm.Session, seconds: float) -> AbstractContextManager[None]:
     """Give up on a database that stops answering: no wait of the block for a connection, a
     statement or a commit may last more than `seconds`.
 
@@ -198,6 +197,12 @@ def answering_within(session: orm.Session, seconds: float) -> Iterator[None]:
     web answers 503 with Retry-After; the transaction was not committed. Under the web's gevent
     worker only (receiver.deadline): elsewhere the connect and statement timeouts bound waits.
     """
+    return within_deadline(seconds, session.invalidate)
+
+
+@contextmanager
+def within_deadline(seconds: float, drop: Callable[[], None]) -> Iterator[None]:
+    """`answering_within` for any database work: past the deadline, `drop` its connections."""
     deadline = Deadline(seconds)
     token = _DEADLINE.set(deadline)
     try:
@@ -206,7 +211,7 @@ def answering_within(session: orm.Session, seconds: float) -> Iterator[None]:
     finally:
         _DEADLINE.reset(token)
     if deadline.expired:
-        session.invalidate()
+        drop()
         raise Unavailable(f"the database did not answer within {seconds:g} s")
 
 
@@ -231,14 +236,14 @@ def _insert_new(dialect: str, table: sa.Table, keys: tuple[str, ...]) -> Any:
     return statement.returning(primary_key)
 
 
-def insert_new(session: orm.Session, table: Any, values: dict[str, Any], keys: list[str]) -> Any:
+def insert_new(connection: sa.Connection, table: Any, values: dict[str, Any], keys: list[str]) -> Any:
     """INSERT ... ON CONFLICT (keys) DO NOTHING: the new row's primary key, or None if it existed.
 
     The statement is built once per table and key, and the values go as execution parameters,
     which spares building and compiling a statement on every webhook.
     """
-    statement = _insert_new(session.get_bind().dialect.name, table, tuple(keys))
-    return session.execute(statement, values).scalar_one_or_none()
+    statement = _insert_new(connection.dialect.name, table, tuple(keys))
+    return connection.execute(statement, values).scalar_one_or_none()
 
 
 _SQLITE_WRITER = threading.Lock()

@@ -37,7 +37,7 @@ from .errors import error_response
 from .ingest.payloads import URL_KINDS
 
 if TYPE_CHECKING:
-    from .ingest.service import Outcome
+    from .ingest.store import Outcome
 
 log = logging.getLogger(__name__)
 

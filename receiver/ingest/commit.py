@@ -1,0 +1,195 @@
+"""Group commit: the concurrent webhooks of a process share one transaction and one COMMIT.
+
+A webhook hands its writes over as a job and waits. The first job to find no batch being written
+leads: it takes every job waiting (at most MAX_BATCH), runs each in a savepoint of its own (one
+failing touches no other), commits once, and only then wakes each job with its result. Then it
+hands the lead to the first job that arrived meanwhile and returns its own result. Under gevent
+many webhooks wait at once, so one COMMIT (SQLite's fsync, PostgreSQL's WAL flush) serves ten or
+more; under threads, fewer; alone, a batch is one job, as a transaction of its own would be.
+
+Nothing is answered before the COMMIT: should it fail, or the process die before it, every job
+of the batch fails (503, or no answer at all) and nothing of them is stored. A lost connection,
+a deadlock or a serialization failure runs the whole batch again (every write is idempotent);
+a COMMIT applied just before the connection was lost makes the next try find the requests
+stored and answer `duplicate`.
+
+On SQLite the writer lock is taken first (BEGIN IMMEDIATE) and, under gevent, waited for in
+gevent's thread pool, as is the COMMIT's fsync: another process holding the lock stalls this
+batch, not the event loop. On PostgreSQL, the database's own deadline bounds every wait
+(receiver.db.answering_within).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+
+from ..db import within_deadline
+from ..deadline import cooperative
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_BATCH = 64
+# PostgreSQL's deadlock and serialization failures: the transaction is rolled back whole and
+# is safe to run again. So is a lost connection (the pool renews it).
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+_ATTEMPTS = 3
+
+
+@dataclass
+class _Job(Generic[T]):
+    work: Callable[[sa.Connection], T]
+    fallback: Callable[[sa.Connection], T] | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[no-any-return]
+
+
+class GroupCommit:
+    """The write transactions of one process, committed in groups."""
+
+    def __init__(self, engine: sa.Engine, wait_timeout: float, max_batch: int = MAX_BATCH) -> None:
+        self.engine = engine
+        self.wait_timeout = wait_timeout
+        self.max_batch = max_batch
+        self.sqlite = engine.dialect.name == "sqlite"
+        self._lock = threading.Lock()
+        self._queue: list[_Job[Any]] = []
+        self._writing = False
+
+    def waiting(self) -> int:
+        """How many jobs wait for the batch being written to end."""
+        with self._lock:
+            return len(self._queue)
+
+    def run(
+        self, work: Callable[[sa.Connection], T], fallback: Callable[[sa.Connection], T] | None = None
+    ) -> T:
+        """Run `work` in a savepoint of a batch's transaction; return its result once committed.
+
+        Should `work` raise (but for the database failing: then the whole batch fails or runs
+        again), its savepoint is rolled back and `fallback`, if given, runs in a new one. Either
+        may run more than once (when the batch is tried again): their writes must be idempotent.
+        """
+        job: _Job[T] = _Job(work, fallback)
+        with self._lock:
+            self._queue.append(job)
+            leading = not self._writing
+            self._writing = True
+        if not leading:
+            job.done.wait()
+            if not job.lead:
+                return job.outcome()
+        self._lead()
+        return job.outcome()
+
+    def _lead(self) -> None:
+        with self._lock:
+            batch = self._queue[: self.max_batch]
+            del self._queue[: len(batch)]
+        try:
+            self._write(batch)
+        finally:
+            with self._lock:
+                if self._queue:
+                    following = self._queue[0]
+                    following.lead = True
+                    following.done.set()
+                else:
+                    self._writing = False
+            for job in batch:
+                if not job.lead:
+                    job.done.set()
+
+    def _write(self, batch: list[_Job[Any]]) -> None:
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                self._transaction(batch)
+                return
+            except sa.exc.OperationalError as exc:
+                reason = (
+                    "connection lost" if exc.connection_invalidated else getattr(exc.orig, "sqlstate", None)
+                )
+                if (exc.connection_invalidated or reason in _RETRYABLE_SQLSTATES) and attempt < _ATTEMPTS:
+                    log.warning("ingest transaction: %s (attempt %d); running it again", reason, attempt)
+                    continue
+                error: BaseException = exc
+            except BaseException as exc:  # noqa: BLE001 - handed to every job of the batch
+                error = exc
+            for job in batch:
+                job.result, job.error = None, error
+            return
+
+    def _transaction(self, batch: list[_Job[Any]]) -> None:
+        if self.sqlite:
+            with self.engine.connect() as connection:
+                self._sqlite_transaction(connection, batch)
+            return
+        opened: list[sa.Connection] = []
+        with within_deadline(self.wait_timeout, lambda: invalidate(opened)):
+            with self.engine.connect() as connection:
+                opened.append(connection)
+                with connection.begin():
+                    self._run_all(connection, batch)
+
+    def _sqlite_transaction(self, connection: sa.Connection, batch: list[_Job[Any]]) -> None:
+        transaction = connection.begin()  # the driver's BEGIN is ours, IMMEDIATE: the writer lock
+        try:
+            raw = connection.connection.dbapi_connection
+            assert raw is not None
+            _blocking(raw.execute, "BEGIN IMMEDIATE")
+            self._run_all(connection, batch)
+            _blocking(transaction.commit)
+        except BaseException:
+            transaction.rollback()
+            raise
+
+    @staticmethod
+    def _run_all(connection: sa.Connection, batch: list[_Job[Any]]) -> None:
+        for job in batch:
+            job.result, job.error = None, None
+            try:
+                with connection.begin_nested():
+                    job.result = job.work(connection)
+                continue
+            except sa.exc.OperationalError:
+                raise  # the transaction may be gone: the whole batch fails or runs again
+            except Exception as exc:  # its savepoint was rolled back: this job fails alone
+                if job.fallback is None:
+                    job.error = exc
+                    continue
+                log.exception("a write failed; its fallback runs instead")
+            try:
+                with connection.begin_nested():
+                    job.result = job.fallback(connection)
+            except sa.exc.OperationalError:
+                raise
+            except Exception as exc:
+                job.error = exc
+
+
+def invalidate(connections: list[sa.Connection]) -> None:
+    for connection in connections:
+        if not connection.closed and not connection.invalidated:
+            connection.invalidate()
+
+
+def _blocking(function: Callable[..., Any], *args: Any) -> Any:
+    """Call `function`; under gevent in its thread pool, so that the event loop runs meanwhile."""
+    if cooperative():
+        import gevent
+
+        return gevent.get_hub().threadpool.apply(function, args)
+    return function(*args)
