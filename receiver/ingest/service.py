@@ -172,7 +172,7 @@ class Ingest:
 
     def _refuse(self, source: SourceKeys, message: str) -> Answer:
         self.commits.run(lambda connection: count_auth_failure(connection, source.id))
-        metrics.AUTH_FAILURES.labels(source=source.name).inc()
+        metrics.PENDING.count(metrics.AUTH_FAILURES, source.name)
         return _error(401, message, close=True)
 
 
