@@ -158,24 +158,36 @@ class SourceCache:
         self.size = size
         self._entries: dict[str, tuple[float, SourceKeys | None]] = {}
         self._lock = threading.Lock()
+        self._reading: dict[str, threading.Event] = {}
         self._changes = _changes
 
     def get(self, name: str, read: Callable[[str], SourceKeys | None]) -> SourceKeys | None:
-        """The source named `name`, from `read` when not read within `seconds`."""
-        now = time.monotonic()
-        if self._changes != _changes:
+        """The source named `name`, from `read` when not read within `seconds`. One read a name
+        at a time: requests that find it expired meanwhile wait for that read's answer."""
+        while True:
             with self._lock:
-                self._entries.clear()
-                self._changes = _changes
-        entry = self._entries.get(name)
-        if entry is not None and entry[0] > now:
-            return entry[1]
-        found = read(name)
-        with self._lock:
-            if len(self._entries) >= self.size:
-                self._entries.clear()
-            self._entries[name] = (now + self.seconds, found)
-        return found
+                if self._changes != _changes:
+                    self._entries.clear()
+                    self._changes = _changes
+                entry = self._entries.get(name)
+                if entry is not None and entry[0] > time.monotonic():
+                    return entry[1]
+                under_way = self._reading.get(name)
+                if under_way is None:
+                    under_way = self._reading[name] = threading.Event()
+                    break
+            under_way.wait()  # then it is fresh, or the read failed and this request tries
+        try:
+            found = read(name)
+            with self._lock:
+                if len(self._entries) >= self.size:
+                    self._entries.clear()
+                self._entries[name] = (time.monotonic() + self.seconds, found)
+            return found
+        finally:
+            with self._lock:
+                del self._reading[name]
+            under_way.set()
 
 
 def secret_accepted(source: SourceKeys, secret: str | None, now: datetime) -> bool:

@@ -21,10 +21,13 @@ batch, not the event loop. On PostgreSQL, the database's own deadline bounds eve
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -46,8 +49,7 @@ _ATTEMPTS = 3
 class _Job(Generic[T]):
     work: Callable[[sa.Connection], T]
     fallback: Callable[[sa.Connection], T] | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-    lead: bool = False
+    finished: bool = False
     result: Any = None
     error: BaseException | None = None
 
@@ -58,20 +60,26 @@ class _Job(Generic[T]):
 
 
 class GroupCommit:
-    """The write transactions of one process, committed in groups."""
+    """The write transactions of one process, committed in groups, at most `writers` at once."""
 
-    def __init__(self, engine: sa.Engine, wait_timeout: float, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, engine: sa.Engine, wait_timeout: float, writers: int = 1, max_batch: int = MAX_BATCH
+    ) -> None:
         self.engine = engine
         self.wait_timeout = wait_timeout
-        self.max_batch = max_batch
         self.sqlite = engine.dialect.name == "sqlite"
-        self._lock = threading.Lock()
+        # SQLite has one writer at a time anyway.
+        self.writers = 1 if self.sqlite else max(1, writers)
+        self.max_batch = max_batch
+        if self.sqlite:
+            self._turns = _WriterTurns(f"{engine.url.database}.writer-lock")
+        self._changed = threading.Condition(threading.Lock())
         self._queue: list[_Job[Any]] = []
-        self._writing = False
+        self._leaders = 0
 
     def waiting(self) -> int:
-        """How many jobs wait for the batch being written to end."""
-        with self._lock:
+        """How many jobs wait for a batch to take them."""
+        with self._changed:
             return len(self._queue)
 
     def run(
@@ -84,34 +92,27 @@ class GroupCommit:
         may run more than once (when the batch is tried again): their writes must be idempotent.
         """
         job: _Job[T] = _Job(work, fallback)
-        with self._lock:
+        with self._changed:
             self._queue.append(job)
-            leading = not self._writing
-            self._writing = True
-        if not leading:
-            job.done.wait()
-            if not job.lead:
-                return job.outcome()
-        self._lead()
-        return job.outcome()
-
-    def _lead(self) -> None:
-        with self._lock:
-            batch = self._queue[: self.max_batch]
-            del self._queue[: len(batch)]
-        try:
-            self._write(batch)
-        finally:
-            with self._lock:
-                if self._queue:
-                    following = self._queue[0]
-                    following.lead = True
-                    following.done.set()
-                else:
-                    self._writing = False
-            for job in batch:
-                if not job.lead:
-                    job.done.set()
+        while True:
+            with self._changed:
+                while not job.finished and not (self._queue and self._leaders < self.writers):
+                    self._changed.wait()
+                if job.finished:
+                    return job.outcome()
+                # A writer's place is free: lead a batch of what waits (this job, unless
+                # another leader took it).
+                self._leaders += 1
+                batch = self._queue[: self.max_batch]
+                del self._queue[: len(batch)]
+            try:
+                self._write(batch)
+            finally:
+                with self._changed:
+                    for taken in batch:
+                        taken.finished = True
+                    self._leaders -= 1
+                    self._changed.notify_all()
 
     def _write(self, batch: list[_Job[Any]]) -> None:
         for attempt in range(1, _ATTEMPTS + 1):
@@ -134,7 +135,7 @@ class GroupCommit:
 
     def _transaction(self, batch: list[_Job[Any]]) -> None:
         if self.sqlite:
-            with self.engine.connect() as connection:
+            with self._turns.held(), self.engine.connect() as connection:
                 self._sqlite_transaction(connection, batch)
             return
         opened: list[sa.Connection] = []
@@ -184,6 +185,33 @@ def invalidate(connections: list[sa.Connection]) -> None:
     for connection in connections:
         if not connection.closed and not connection.invalidated:
             connection.invalidate()
+
+
+class _WriterTurns:
+    """Web processes take turns at SQLite's writer lock through a lock on a file beside the
+    database: the kernel hands it to the next process the moment it is let go, where SQLite's
+    own busy handler sleeps a waiting process up to 100 ms between tries. Other writers (the
+    worker, commands) do without it and wait through the busy handler as before."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def _file(self) -> int:
+        if self._fd is None or self._pid != os.getpid():  # a forked process opens its own
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        fd = self._file()
+        _blocking(fcntl.flock, fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _blocking(function: Callable[..., Any], *args: Any) -> Any:

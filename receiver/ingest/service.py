@@ -88,7 +88,8 @@ class Ingest:
         self.wait_timeout = config["DB_WAIT_TIMEOUT"]
         self.sources = SourceCache(config["SOURCE_CACHE_SECONDS"])
         self.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self.commits = GroupCommit(engine, self.wait_timeout)
+        # PostgreSQL takes several transactions at once: as many batches as the pool has connections.
+        self.commits = GroupCommit(engine, self.wait_timeout, writers=config["DB_POOL_SIZE"])
 
     @classmethod
     def of(cls, app: Flask) -> Ingest:
