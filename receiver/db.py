@@ -16,7 +16,7 @@ from flask import Flask, current_app, g
 from sqlalchemy import event, orm
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .deadline import Deadline
+from .deadline import Deadline, cooperative
 from .errors import Unavailable
 
 
@@ -105,6 +105,13 @@ def make_engine(
     )
     _ping_when_idle(engine)
     _restart_deadline_on_answers(engine)
+    if cooperative() and parsed.get_driver_name() == "psycopg":
+        from . import pgwait
+
+        @event.listens_for(engine, "do_connect")
+        def connect_waiting_on_the_loop(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            return pgwait.connect(*cargs, **cparams)
+
     return engine
 
 
