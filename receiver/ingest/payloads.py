@@ -11,9 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import Schema, ValidationError
+from marshmallow import ValidationError
 
 from .bodies import PayloadError, content_type_of, decode
+from .loading import CompiledLoader
 
 __all__ = ["URL_KINDS", "Event", "PayloadError", "load", "read", "recognise"]
 from ..fields import CHANNEL
@@ -31,13 +32,16 @@ URL_KINDS = ("sms-status", "sms-inbound", "whatsapp", "rcs", "viber", "voice", "
 # The channels whose events name themselves `<channel>:message:status` and `:message:in`.
 CHAT_CHANNELS = ("whatsapp", "rcs", "viber")
 
-_SCHEMAS: dict[str, Schema] = {
-    "sms-status": sms_status_schema,
-    "channel-status": channel_status_schema,
-    "inbound": inbound_schema,
-    "voice": voice_schema,
-    "unsubscription": unsubscription_schema,
-    "contact": contact_schema,
+_LOADERS: dict[str, CompiledLoader] = {
+    kind: CompiledLoader(schema)
+    for kind, schema in {
+        "sms-status": sms_status_schema,
+        "channel-status": channel_status_schema,
+        "inbound": inbound_schema,
+        "voice": voice_schema,
+        "unsubscription": unsubscription_schema,
+        "contact": contact_schema,
+    }.items()
 }
 # A contact event's status: "Subscriber created successfully", "Subscriber updated successfully".
 # (An opt-out's reads "Unsubscriber created successfully".)
@@ -173,7 +177,7 @@ def load(items: list[dict[str, Any]], url_kind: str | None) -> list[Event]:
             events.append(Event(None, channel, {}, item, event_name))
             continue
         try:
-            data = _SCHEMAS[kind].load(fields)
+            data = _LOADERS[kind].load(fields)
         except ValidationError as exc:
             messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
             if len(items) == 1:
