@@ -24,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -150,7 +151,7 @@ class GroupCommit:
         try:
             raw = connection.connection.dbapi_connection
             assert raw is not None
-            _blocking(raw.execute, "BEGIN IMMEDIATE")
+            _begin_immediate(raw)
             self._run_all(connection, batch)
             _blocking(transaction.commit)
         except BaseException:
@@ -207,11 +208,30 @@ class _WriterTurns:
     @contextmanager
     def held(self) -> Iterator[None]:
         fd = self._file()
-        _blocking(fcntl.flock, fd, fcntl.LOCK_EX)
+        try:  # free (the common case): no trip to the thread pool
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _blocking(fcntl.flock, fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _begin_immediate(raw: Any) -> None:
+    """BEGIN IMMEDIATE: at once when the writer lock is free, else waited for in the thread pool
+    (through the busy handler: a writer of another kind, the worker or a command, holds it)."""
+    (timeout,) = raw.execute("PRAGMA busy_timeout").fetchone()
+    raw.execute("PRAGMA busy_timeout = 0")
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        return
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+    _blocking(raw.execute, "BEGIN IMMEDIATE")
 
 
 def _blocking(function: Callable[..., Any], *args: Any) -> Any:
