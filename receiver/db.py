@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import functools
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -108,10 +107,7 @@ def make_engine(
     if cooperative() and parsed.get_driver_name() == "psycopg":
         from . import pgwait
 
-        @event.listens_for(engine, "do_connect")
-        def connect_waiting_on_the_loop(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-            return pgwait.connect(*cargs, **cparams)
-
+        pgwait.wait_on_the_loop(engine)
     return engine
 
 
@@ -251,21 +247,6 @@ def insert_new(connection: sa.Connection, table: Any, values: dict[str, Any], ke
     """
     statement = _insert_new(connection.dialect.name, table, tuple(keys))
     return connection.execute(statement, values).scalar_one_or_none()
-
-
-_SQLITE_WRITER = threading.Lock()
-
-
-def local_writer(session: orm.Session) -> AbstractContextManager[Any]:
-    """On SQLite, take turns for write transactions within this process.
-
-    SQLite has one writer at a time; threads that queue on a lock get it as soon as it is free,
-    where SQLite's busy handler would sleep them 1, 2, 5 ... 100 ms between tries. Other
-    processes still wait through the busy handler. On PostgreSQL this does nothing.
-    """
-    if session.get_bind().dialect.name == "sqlite":
-        return _SQLITE_WRITER
-    return nullcontext()
 
 
 class Database:

@@ -13,6 +13,7 @@ from collections.abc import Generator
 from typing import Any
 
 import psycopg
+import sqlalchemy as sa
 from psycopg.waiting import Ready, Wait
 
 
@@ -21,6 +22,8 @@ class GeventConnection(psycopg.Connection[Any]):
         self, gen: Generator[Any, Any, Any], interval: float | None = None, timeout: float | None = None
     ) -> Any:
         if interval is not None or timeout is not None:
+            if interval is None:
+                return super().wait(gen, timeout=timeout)
             return super().wait(gen, interval=interval, timeout=timeout)
         from gevent import get_hub
 
@@ -40,5 +43,9 @@ class GeventConnection(psycopg.Connection[Any]):
             return done.value
 
 
-def connect(*args: Any, **kwargs: Any) -> GeventConnection:
-    return GeventConnection.connect(*args, **kwargs)
+def wait_on_the_loop(engine: sa.Engine) -> None:
+    """Make the engine's new connections GeventConnections."""
+
+    @sa.event.listens_for(engine, "do_connect")
+    def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> GeventConnection:
+        return GeventConnection.connect(*cargs, **cparams)

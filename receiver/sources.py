@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -135,7 +136,7 @@ class SourceKeys:
     signing_key: str | None
 
 
-_SOURCES = Source.__table__
+_SOURCES = cast(sa.Table, Source.__table__)
 _SOURCE_KEYS = sa.select(*(_SOURCES.c[name] for name in SourceKeys.__dataclass_fields__)).where(
     _SOURCES.c.name == sa.bindparam("name")
 )

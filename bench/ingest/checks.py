@@ -150,7 +150,9 @@ def check_receiver(url: str, answers: list[Answer], connections: int) -> dict[st
     return report
 
 
-def check_naive(url: str, answers: list[Answer], connections: int, table: str = "naive_hooks") -> dict[str, Any]:
+def check_naive(
+    url: str, answers: list[Answer], connections: int, table: str = "naive_hooks"
+) -> dict[str, Any]:
     """The naive app: every acknowledged row is there; resent reports are kept twice."""
     acked_ids = {int(a.ids) for a in answers if a.status in ACKED and a.ids}
     engine = sa.create_engine(url)

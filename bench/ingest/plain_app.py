@@ -30,7 +30,9 @@ def _connection() -> Any:
         else:
             import psycopg
 
-            connection = psycopg.connect(URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+            connection = psycopg.connect(
+                URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+            )
         _local.connection = connection
     return connection
 
@@ -39,7 +41,8 @@ def create() -> None:
     _connection().execute(
         "CREATE TABLE IF NOT EXISTS plain_hooks (id INTEGER PRIMARY KEY, received_at TEXT, body BLOB)"
         if URL.startswith("sqlite")
-        else "CREATE TABLE IF NOT EXISTS plain_hooks (id SERIAL PRIMARY KEY, received_at TIMESTAMPTZ, body BYTEA)"
+        else "CREATE TABLE IF NOT EXISTS plain_hooks"
+        " (id SERIAL PRIMARY KEY, received_at TIMESTAMPTZ, body BYTEA)"
     )
 
 

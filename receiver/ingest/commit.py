@@ -1,11 +1,11 @@
 """Group commit: the concurrent webhooks of a process share one transaction and one COMMIT.
 
-A webhook hands its writes over as a job and waits. The first job to find no batch being written
-leads: it takes every job waiting (at most MAX_BATCH), runs each in a savepoint of its own (one
-failing touches no other), commits once, and only then wakes each job with its result. Then it
-hands the lead to the first job that arrived meanwhile and returns its own result. Under gevent
-many webhooks wait at once, so one COMMIT (SQLite's fsync, PostgreSQL's WAL flush) serves ten or
-more; under threads, fewer; alone, a batch is one job, as a transaction of its own would be.
+A webhook hands its writes over as a job and waits. A waiting job that finds a writer's place free
+(one on SQLite, DB_POOL_SIZE on PostgreSQL) leads a batch: it takes every job waiting (at most
+MAX_BATCH), runs each in a savepoint of its own (one failing touches no other), commits once, and
+only then wakes the batch's jobs with their results. Under gevent many webhooks wait at once, so
+one COMMIT (SQLite's fsync, PostgreSQL's WAL flush) serves ten or more; under threads, fewer;
+alone, a batch is one job, as a transaction of its own would be.
 
 Nothing is answered before the COMMIT: should it fail, or the process die before it, every job
 of the batch fails (503, or no answer at all) and nothing of them is stored. A lost connection,
@@ -28,7 +28,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -50,6 +50,8 @@ _ATTEMPTS = 3
 class _Job(Generic[T]):
     work: Callable[[sa.Connection], T]
     fallback: Callable[[sa.Connection], T] | None = None
+    wake: threading.Event = field(default_factory=threading.Event)
+    chosen: bool = False  # handed a writer's place: lead the next batch
     finished: bool = False
     result: Any = None
     error: BaseException | None = None
@@ -74,13 +76,13 @@ class GroupCommit:
         self.max_batch = max_batch
         if self.sqlite:
             self._turns = _WriterTurns(f"{engine.url.database}.writer-lock")
-        self._changed = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
         self._queue: list[_Job[Any]] = []
         self._leaders = 0
 
     def waiting(self) -> int:
         """How many jobs wait for a batch to take them."""
-        with self._changed:
+        with self._lock:
             return len(self._queue)
 
     def run(
@@ -93,27 +95,42 @@ class GroupCommit:
         may run more than once (when the batch is tried again): their writes must be idempotent.
         """
         job: _Job[T] = _Job(work, fallback)
-        with self._changed:
+        with self._lock:
             self._queue.append(job)
+            leading = self._leaders < self.writers
+            self._leaders += leading
         while True:
-            with self._changed:
-                while not job.finished and not (self._queue and self._leaders < self.writers):
-                    self._changed.wait()
-                if job.finished:
+            if not leading:
+                job.wake.wait()  # its batch is committed, or a writer's place is handed to it
+                with self._lock:
+                    job.wake.clear()
+                    leading, job.chosen = job.chosen, False
+                if not leading:
                     return job.outcome()
-                # A writer's place is free: lead a batch of what waits (this job, unless
-                # another leader took it).
-                self._leaders += 1
-                batch = self._queue[: self.max_batch]
-                del self._queue[: len(batch)]
-            try:
+            self._lead()
+            leading = False
+            if job.finished:  # in its own batch, or in another leader's meanwhile
+                return job.outcome()
+
+    def _lead(self) -> None:
+        """Write a batch of what waits (on a writer's place held), then hand the place on."""
+        with self._lock:
+            batch = self._queue[: self.max_batch]
+            del self._queue[: len(batch)]
+        try:
+            if batch:
                 self._write(batch)
-            finally:
-                with self._changed:
-                    for taken in batch:
-                        taken.finished = True
+        finally:
+            with self._lock:
+                for taken in batch:
+                    taken.finished = True
+                    taken.wake.set()
+                if self._queue:
+                    following = self._queue[0]
+                    following.chosen = True
+                    following.wake.set()
+                else:
                     self._leaders -= 1
-                    self._changed.notify_all()
 
     def _write(self, batch: list[_Job[Any]]) -> None:
         for attempt in range(1, _ATTEMPTS + 1):

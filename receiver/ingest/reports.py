@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -21,7 +21,7 @@ from .rows import RowWriter
 from .statuses import canonical, supersedes
 
 STATUS_KINDS = ("sms-status", "channel-status")
-_MESSAGES = Message.__table__
+_MESSAGES = cast(sa.Table, Message.__table__)
 _MESSAGE_COLUMNS = tuple(column.key for column in _MESSAGES.columns)
 _EVENT_KEY = ["message_id", "provider_status"]
 # FOR NO KEY UPDATE: does not conflict with the KEY SHARE locks that concurrent event inserts

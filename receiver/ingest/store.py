@@ -17,7 +17,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -30,7 +30,7 @@ from .rows import Settings
 
 log = logging.getLogger(__name__)
 
-RAW_EVENTS = RawEvent.__table__
+RAW_EVENTS = cast(sa.Table, RawEvent.__table__)
 _RAW_KEY = ["source", "fingerprint"]
 _RAW_BY_FINGERPRINT = sa.select(RAW_EVENTS).where(
     RAW_EVENTS.c.source == sa.bindparam("source"), RAW_EVENTS.c.fingerprint == sa.bindparam("fingerprint")
