@@ -43,6 +43,8 @@ from prometheus_client.registry import Collector
 
 from .errors import error_response
 from .ingest.payloads import URL_KINDS
+from .models import REPLAYABLE_RAW, RawEvent, RecordingState
+from .recordings import status as recordings_status
 
 if TYPE_CHECKING:
     from .ingest.store import Outcome
@@ -176,27 +178,14 @@ class DatabaseCollector(Collector):
             log.warning("metrics: job queue unavailable (%s)", type(exc).__name__)
 
     def _from_database(self) -> Iterator[Metric]:
-        from .models import REPLAYABLE_STATES, RawEvent, Recording, RecordingState
-
-        waiting = [s for s in RecordingState if s not in (RecordingState.stored, RecordingState.failed)]
-        replayable = list(REPLAYABLE_STATES)
         engine = self.app.extensions["receiver.db"].engine
         with engine.connect() as connection:
-            recordings = dict(
-                connection.execute(
-                    sa.select(Recording.state, sa.func.count()).group_by(Recording.state)
-                ).all()
-            )
-            oldest = connection.execute(
-                sa.select(Recording.created_at)
-                .where(Recording.state.in_(waiting))
-                .order_by(Recording.created_at)
-                .limit(1)
-            ).scalar()
+            recordings = recordings_status.counts(connection)
+            oldest = recordings_status.oldest_waiting(connection)
             raw = dict(
                 connection.execute(
                     sa.select(RawEvent.state, sa.func.count())
-                    .where(RawEvent.state.in_(replayable))
+                    .where(RawEvent.state.in_(REPLAYABLE_RAW))
                     .group_by(RawEvent.state)
                 ).all()
             )
@@ -213,7 +202,7 @@ class DatabaseCollector(Collector):
         events = GaugeMetricFamily(
             "receiver_raw_events_waiting", "Raw events waiting for replay", labels=["state"]
         )
-        for raw_state in replayable:
+        for raw_state in REPLAYABLE_RAW:
             events.add_metric([raw_state.value], raw.get(raw_state, 0))
         yield events
 

@@ -22,7 +22,7 @@ from sqlalchemy import orm
 
 from .. import metrics
 from ..db import get_db
-from ..models import REPLAYABLE_STATES as REPLAYABLE
+from ..models import REPLAYABLE_RAW as REPLAYABLE
 from ..models import RawEvent, RawState
 from ..recordings import queue as recordings_queue
 from ..wording import plural

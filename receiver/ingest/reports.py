@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from ..db import dialect_insert, utcnow
+from ..db import insert_for, utcnow
 from ..models import Message, MessageEvent, Status
 from . import payloads
 from .rows import RowWriter
@@ -168,7 +168,7 @@ class MessageRows(RowWriter):
         """INSERT ... ON CONFLICT (keys) DO NOTHING of many rows; `returning` of the new ones."""
         table = model.__table__
         statement = (
-            dialect_insert(self.connection.dialect.name, table)
+            insert_for(self.connection, table)
             .on_conflict_do_nothing(index_elements=keys)
             .returning(*(table.c[name] for name in returning))
         )

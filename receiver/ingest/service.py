@@ -21,7 +21,7 @@ from flask import Flask
 from .. import answers, keys, metrics
 from ..credentials import CREDENTIAL_HEADERS
 from ..db import utcnow, within_deadline
-from ..models import REPLAYABLE_STATES, RawEvent, RawState
+from ..models import REPLAYABLE_RAW, RawEvent, RawState
 from ..recordings import queue as recordings_queue
 from ..sources import (
     SourceCache,
@@ -236,7 +236,7 @@ def reprocess(session: sa.orm.Session, raw_id: int, settings: Settings) -> Outco
             raw = session.get(RawEvent, raw_id, with_for_update=True, populate_existing=True)
             if raw is None:
                 raise LookupError(raw_id)
-            if raw.state not in REPLAYABLE_STATES:
+            if raw.state not in REPLAYABLE_RAW:
                 # Processed already, by a replay that held the lock before this one.
                 return Outcome(200, "duplicate", raw.id, kinds=list(raw.kinds or []))
             raw.replays, raw.replayed_at = raw.replays + 1, utcnow()

@@ -9,7 +9,8 @@ from .calls import Call, Recording
 from .common import (
     FINAL_STATUSES,
     MAX_ID,
-    REPLAYABLE_STATES,
+    REPLAYABLE_RAW,
+    WAITING_RECORDINGS,
     ApiScope,
     RawState,
     RecordingState,
@@ -22,7 +23,8 @@ from .raw import RawEvent
 __all__ = [
     "FINAL_STATUSES",
     "MAX_ID",
-    "REPLAYABLE_STATES",
+    "REPLAYABLE_RAW",
+    "WAITING_RECORDINGS",
     "ApiKey",
     "ApiScope",
     "Base",

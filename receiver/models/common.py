@@ -35,10 +35,6 @@ class RawState(enum.StrEnum):
     quarantined = "quarantined"  # failed validation
 
 
-# Raw events still waiting for a replay: kept but not understood, or failed validation.
-REPLAYABLE_STATES = (RawState.pending, RawState.quarantined)
-
-
 class Status(enum.StrEnum):
     accepted = "accepted"
     sent = "sent"
@@ -63,6 +59,17 @@ class RecordingState(enum.StrEnum):
     fallback = "fallback"
     stored = "stored"
     failed = "failed"
+
+
+# Recordings a job has still to take somewhere: neither stored nor failed.
+WAITING_RECORDINGS = (
+    RecordingState.pending,
+    RecordingState.retrying,
+    RecordingState.fallback,
+    RecordingState.downloading,
+)
+# Raw events a replay may still store: kept but not understood, or failed validation.
+REPLAYABLE_RAW = (RawState.pending, RawState.quarantined)
 
 
 class ApiScope(enum.StrEnum):
