@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     DB_CONNECT_TIMEOUT: float = 5.0
     DB_STATEMENT_TIMEOUT: float = 30.0
     DB_WAIT_TIMEOUT: float = 4.0
+    SOURCE_CACHE_SECONDS: float = 2.0
     SQLITE_SYNCHRONOUS: str = "FULL"
 
     @field_validator("DATABASE_URL")

@@ -4,9 +4,8 @@ every backend must write its own way (INSERT ... ON CONFLICT). Engines: receiver
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -82,8 +81,7 @@ def first_read(session: orm.Session, read: Callable[[], T]) -> T:
     return read()
 
 
-@contextmanager
-def answering_within(session: orm.Session, seconds: float) -> Iterator[None]:
+def answering_within(session: orm.Session, seconds: float) -> AbstractContextManager[None]:
     """Give up on a database that stops answering: no wait of the block for a connection, a
     statement or a commit may last more than `seconds`.
 
@@ -92,6 +90,12 @@ def answering_within(session: orm.Session, seconds: float) -> Iterator[None]:
     web answers 503 with Retry-After; the transaction was not committed. Under the web's gevent
     worker only (receiver.deadline): elsewhere the connect and statement timeouts bound waits.
     """
+    return within_deadline(seconds, session.invalidate)
+
+
+@contextmanager
+def within_deadline(seconds: float, drop: Callable[[], None]) -> Iterator[None]:
+    """`answering_within` for any database work: past the deadline, `drop` its connections."""
     deadline = Deadline(seconds)
     token = DEADLINE.set(deadline)
     try:
@@ -100,7 +104,7 @@ def answering_within(session: orm.Session, seconds: float) -> Iterator[None]:
     finally:
         DEADLINE.reset(token)
     if deadline.expired:
-        session.invalidate()
+        drop()
         raise Unavailable(f"the database did not answer within {seconds:g} s")
 
 
@@ -130,29 +134,14 @@ def _insert_new(dialect: str, table: sa.Table, keys: tuple[str, ...]) -> Any:
     )
 
 
-def insert_new(session: orm.Session, table: Any, values: dict[str, Any], keys: list[str]) -> Any:
+def insert_new(connection: sa.Connection, table: Any, values: dict[str, Any], keys: list[str]) -> Any:
     """INSERT ... ON CONFLICT (keys) DO NOTHING: the new row's primary key, or None if it existed.
 
     The statement is built once per table and key, and the values go as execution parameters,
     which spares building and compiling a statement on every webhook.
     """
-    statement = _insert_new(session.get_bind().dialect.name, table, tuple(keys))
-    return session.execute(statement, values).scalar_one_or_none()
-
-
-_SQLITE_WRITER = threading.Lock()
-
-
-def local_writer(session: orm.Session) -> AbstractContextManager[Any]:
-    """On SQLite, take turns for write transactions within this process.
-
-    SQLite has one writer at a time; threads that queue on a lock get it as soon as it is free,
-    where SQLite's busy handler would sleep them 1, 2, 5 ... 100 ms between tries. Other
-    processes still wait through the busy handler. On PostgreSQL this does nothing.
-    """
-    if session.get_bind().dialect.name == "sqlite":
-        return _SQLITE_WRITER
-    return nullcontext()
+    statement = _insert_new(connection.dialect.name, table, tuple(keys))
+    return connection.execute(statement, values).scalar_one_or_none()
 
 
 class Database:

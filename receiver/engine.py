@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from .deadline import Deadline
+from .deadline import Deadline, cooperative
 
 
 def _sqlite_pragmas(synchronous: str) -> Any:
@@ -53,6 +53,10 @@ def make_engine(
     )
     _ping_when_idle(engine)
     _restart_deadline_on_answers(engine)
+    if cooperative() and parsed.get_driver_name() == "psycopg":
+        from . import pgwait
+
+        pgwait.wait_on_the_loop(engine)
     return engine
 
 

@@ -9,6 +9,8 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from . import answers
+
 
 class ReceiverError(Exception):
     """An error with an HTTP status code and a message fit for the client."""
@@ -47,9 +49,7 @@ class Unavailable(ReceiverError):
 
 def answer(code: int, message: str, **extra: Any) -> tuple[Response, int]:
     """`{status, code, message, ...extra}`: `status` is OK below 400, else ERROR."""
-    body: dict[str, Any] = {"status": "OK" if code < 400 else "ERROR", "code": code, "message": message}
-    body.update(extra)
-    return jsonify(body), code
+    return jsonify(answers.body(code, message, **extra)), code
 
 
 def error_response(

@@ -6,6 +6,7 @@ import gc
 import glob
 import multiprocessing
 import os
+import sys
 from typing import Any
 
 from dotenv import load_dotenv
@@ -42,7 +43,10 @@ graceful_timeout = 20
 # or of the previous answer (gevent's worker closes the connection otherwise); the body then has
 # WEB_BODY_TIMEOUT seconds (receiver.server). Idle keep-alive connections close after it too.
 keepalive = 5
-accesslog = os.environ.get("ACCESS_LOG", "-") or None
+# Off unless ACCESS_LOG names a file ("-": standard output): a line a request costs each worker
+# about 4% of a webhook's CPU (docs/benchmarks.md), and /metrics counts requests by endpoint and
+# status already.
+accesslog = os.environ.get("ACCESS_LOG") or None
 # The path without its query string: a callback may carry `?secret=`, which must never be logged.
 access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
 # Never load the app in the master: each worker opens its own database pool after the fork, and
@@ -78,6 +82,13 @@ def on_starting(server: Any) -> None:
                 os.unlink(path)
             except PermissionError:
                 pass  # alive, another user's
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Write the worker's last counts (receiver.metrics keeps them in memory for up to a second)."""
+    metrics = sys.modules.get("receiver.metrics")
+    if metrics is not None:
+        metrics.PENDING.flush()
 
 
 def child_exit(server: Any, worker: Any) -> None:

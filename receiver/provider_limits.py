@@ -16,7 +16,7 @@ from typing import Any, Protocol, cast
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from .db import insert_for, local_writer, utcnow
+from .db import insert_for, utcnow
 from .models import ProviderRateSlot
 
 PERIOD = 60.0  # the provider counts requests per minute
@@ -137,7 +137,7 @@ class SqlLimiter:
             .limit(1)
             .scalar_subquery()
         )
-        with local_writer(session), session.begin():
+        with session.begin():
             taken = cast(
                 "sa.CursorResult[Any]",
                 session.execute(

@@ -38,6 +38,7 @@ from gunicorn.http.errors import ParseException
 from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 
+from . import answers
 from .credentials import CREDENTIAL_HEADERS, REDACTED, is_credential
 
 # Query parameters (which carry credentials: receiver.credentials), and headers that do.
@@ -111,9 +112,7 @@ def _status_of(answer: bytes) -> tuple[int, str]:
 
 def json_error(code: int, reason: str) -> bytes:
     """A whole HTTP/1.1 error answer with a JSON body; the connection is closed after it."""
-    body = json.dumps(
-        {"status": "ERROR", "code": code, "message": _MESSAGES.get(code, reason.lower())}
-    ).encode()
+    body = json.dumps(answers.body(code, _MESSAGES.get(code, reason.lower()))).encode()
     head = (
         f"HTTP/1.1 {code} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"

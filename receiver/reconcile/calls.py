@@ -82,7 +82,7 @@ def store(session: orm.Session, rows: list[PulledCall], window: float, ttl: int)
         call_id = _match(pulled, known, taken, window)
         if call_id is None:
             call_id = insert_new(
-                session,
+                session.connection(),
                 Call.__table__,
                 {
                     **pulled.values,
@@ -104,7 +104,7 @@ def store(session: orm.Session, rows: list[PulledCall], window: float, ttl: int)
         taken.add(call_id)
         if pulled.audio:
             recording_id = insert_new(
-                session,
+                session.connection(),
                 Recording.__table__,
                 {
                     "call_id": call_id,

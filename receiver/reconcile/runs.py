@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, fields
 from datetime import date, timedelta
 from typing import Any, cast
@@ -21,15 +23,24 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from ..db import local_writer, utcnow
+from ..db import utcnow
 from ..models import ReconcileRun
 from ..provider import ProviderError
 from .pulling import PullFailed
 
 log = logging.getLogger(__name__)
 
+_SQLITE_WRITES = threading.Lock()
 STALE = timedelta(minutes=15)
 RESUME_WITHIN = timedelta(hours=6)
+
+
+def local_writer(session: orm.Session) -> AbstractContextManager[Any]:
+    """On SQLite (one writer at a time), this process's writing threads take turns on a lock
+    rather than in SQLite's busy handler, which sleeps them up to 100 ms between tries."""
+    if session.get_bind().dialect.name == "sqlite":
+        return _SQLITE_WRITES
+    return nullcontext()
 
 
 @dataclass

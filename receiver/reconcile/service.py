@@ -22,13 +22,13 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from tqdm import tqdm
 
-from ..db import local_writer, utcnow
+from ..db import utcnow
 from ..models import FINAL_STATUSES, Message, MessageEvent, Status
 from ..provider import ProviderClient
 from . import calls, inbound, messages
 from .pulling import in_parallel, pages
 from .report import Comparison, provider_counts, receiver_counts
-from .runs import Counts, Failing, RunLog, summary
+from .runs import Counts, Failing, RunLog, local_writer, summary
 
 log = logging.getLogger(__name__)
 
