@@ -177,6 +177,7 @@ def db_upgrade(revision: str) -> None:
 def commands() -> list[click.Command]:
     """Every command of `receiver`, for the `receiver` group below and for `app.cli` (tests)."""
     from .archive.cli import archive_cli
+    from .forwarding.cli import destinations_cli
     from .recordings_cli import recordings_cli, worker_command
     from .replay import replay_command
     from .runner import run_command
@@ -190,6 +191,7 @@ def commands() -> list[click.Command]:
         recordings_cli,
         replay_command,
         archive_cli,
+        destinations_cli,
     ]
 
 

@@ -71,6 +71,14 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "DB_STATEMENT_TIMEOUT": (30.0, float),
     "DB_WAIT_TIMEOUT": (4.0, float),
     "SQLITE_SYNCHRONOUS": ("FULL", str),
+    "FORWARD_TIMEOUT": (10.0, float),
+    "FORWARD_LEASE": (60.0, float),
+    "FORWARD_RETRY_BASE": (2.0, float),
+    "FORWARD_RETRY_MAX": (3600.0, float),
+    "FORWARD_RETRY_FOR": (259200.0, float),
+    "FORWARD_RATE_LIMIT": (50.0, float),
+    "FORWARD_CONCURRENCY": (8, int),
+    "FORWARD_POLL_INTERVAL": (0.2, float),
 }
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from . import payloads
+from . import forwarding, payloads
 from .db import insert_new, local_writer, utcnow
 from .models import RawEvent, RawState
 from .normalize import Settings, Writer
@@ -230,9 +230,12 @@ def _normalize_raw(
     understood = [e for e in events if e.kind is not None]
     writer = Writer(session, raw_id, source, received_at, settings)
     new = 0
-    for ref, is_new in writer.store_all(understood):
+    results = writer.store_all(understood)
+    for ref, is_new in results:
         outcome.events.append(ref)
         new += is_new
+    # The one hand-over to forwarding: what changed goes to the outbox in this same transaction.
+    forwarding.record_changes(session, forwarding.changes_of(understood, results))
     outcome.new_recordings = writer.new_recordings
     if len(understood) < len(events):
         outcome.code, outcome.message = 202, "accepted"

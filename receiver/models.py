@@ -379,3 +379,7 @@ class ContactEvent(Base):
     # The whole contact object as received (attributes and all).
     contact: Mapped[dict[str, Any] | None]
     received_at: Mapped[created]
+
+
+# Forwarding's tables live with their package; imported here so that the one metadata holds them.
+from .forwarding import models as _forwarding_models  # noqa: E402, F401

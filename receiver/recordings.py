@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from . import fetcher as fetch
+from . import forwarding
 from .db import utcnow
 from .models import Call, Recording, RecordingState
 from .numbers import DEFAULT_COUNTRY_CODE, canonical
@@ -294,6 +295,8 @@ class Downloader:
         ).rowcount
         if not changed:
             raise LeaseLost(claim.id)
+        if values.get("state") in (S.stored, S.failed):  # final: forwarded, in this transaction
+            forwarding.record_changes(session, [forwarding.StoredChange("recording", claim.id)])
 
     def _renewer(self, claim: _Claim) -> Callable[[int], None]:
         """A progress callback that extends the lease while bytes keep coming."""

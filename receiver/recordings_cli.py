@@ -13,6 +13,7 @@ from flask.cli import with_appcontext
 
 from . import recordings_sweep, tasks
 from .db import get_db, utcnow
+from .forwarding.worker import for_app as forwarding_worker
 from .models import MAX_ID, Recording, RecordingState
 from .quiet import QuietRepeats
 from .wording import plural
@@ -54,7 +55,14 @@ def worker_command(concurrency: int | None) -> None:
         max_delay=1.0,  # an idle SQLite queue is polled at least once a second
         check_worker_health=True,
     )
+    forwarder = threading.Thread(
+        target=forwarding_worker(current_app._get_current_object()).run_forever,  # type: ignore[attr-defined]
+        args=(stop,),
+        name="forwarding",
+        daemon=True,
+    )
     sweeper.start()
+    forwarder.start()
     try:
         consumer.run()
     finally:

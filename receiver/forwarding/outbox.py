@@ -1,0 +1,135 @@
+"""The outbox: each change written beside the rows it changed, then numbered in commit order.
+
+`record_changes` is the one place the write paths (webhook ingest, recording downloads) hand
+their changes over. It runs inside their transaction, so a change and its outbox row commit or
+roll back together. It reads each changed resource back with the query API's own row reader
+(receiver.api.rows), so `data` is exactly what the API would answer right after the commit.
+
+Ids are taken before commit, so on PostgreSQL a reader going by id could pass over a row that
+commits late. `sequence` numbers only rows it can see, in id order, under a lock, so positions
+are handed out in the order rows became visible: a reader going by position misses nothing,
+and two changes of one resource (whose transactions the resource's row lock orders) keep their
+order.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from ..db import utcnow
+from .models import Change, changes_table
+
+# The change types of the webhook's event kinds (contact events are not forwarded).
+TYPE_OF_KIND = {
+    "sms-status": "message.status",
+    "channel-status": "message.status",
+    "inbound": "inbound",
+    "voice": "call",
+    "unsubscription": "opt_out",
+}
+# pg_try_advisory_xact_lock key of the sequencer: one at a time across every process.
+_SEQUENCER_LOCK = 0x72656376_66776431
+
+
+class StoredChange(NamedTuple):
+    """A change a write path committed (or is about to): its type and the resource's id."""
+
+    type: str
+    id: Any
+
+
+@functools.cache
+def _readers() -> dict[str, tuple[str, Any, Any]]:
+    """type -> (resource prefix, the API's row reader, its key column); imported on first use."""
+    from ..api.calls import call_rows
+    from ..api.inbound import inbound_rows
+    from ..api.messages import message_rows
+    from ..api.opt_outs import opt_out_rows
+    from ..api.recordings import recording_rows
+    from ..models import Call, InboundMessage, Message, OptOut, Recording
+
+    return {
+        "message.status": ("message", message_rows, Message.id),
+        "inbound": ("inbound", inbound_rows, InboundMessage.id),
+        "call": ("call", call_rows, Call.id),
+        "recording": ("recording", recording_rows, Recording.id),
+        "opt_out": ("opt_out", opt_out_rows, OptOut.id),
+    }
+
+
+def changes_of(events: Sequence[Any], results: Sequence[tuple[Any, bool]]) -> list[StoredChange]:
+    """The changes of a webhook's stored events: each new one of a forwarded kind."""
+    return [
+        StoredChange(TYPE_OF_KIND[event.kind], ref)
+        for event, (ref, is_new) in zip(events, results, strict=True)
+        if is_new and event.kind in TYPE_OF_KIND
+    ]
+
+
+def record_changes(session: orm.Session, stored: Iterable[StoredChange]) -> None:
+    """Write the outbox rows of changes made in the session's open transaction (no commit)."""
+    stored = list(stored)
+    if not stored:
+        return
+    readers = _readers()
+    items: dict[tuple[str, Any], dict[str, Any]] = {}
+    for change_type in dict.fromkeys(change.type for change in stored):
+        _prefix, reader, key = readers[change_type]
+        ids = list(dict.fromkeys(change.id for change in stored if change.type == change_type))
+        rows = session.execute(sa.select(*reader.columns).where(key.in_(ids))).all()
+        for row, item in zip(rows, reader.dump(session, rows), strict=True):
+            items[change_type, row[reader.key_index]] = item
+    now = utcnow()
+    session.execute(
+        sa.insert(changes_table),
+        [
+            {
+                "type": change.type,
+                "resource": f"{readers[change.type][0]}:{change.id}",
+                "created_at": now,
+                "data": items[change.type, change.id],
+            }
+            for change in stored
+        ],
+    )
+
+
+def sequence(session: orm.Session, batch: int = 5000) -> int:
+    """Number the changes not numbered yet, in id order, after the last position; commit.
+
+    One sequencer at a time: on PostgreSQL an advisory lock (another holder: return 0 at once),
+    on SQLite the single writer, and in any case `position IS NULL` and the unique position.
+    """
+    with session.begin():
+        if session.get_bind().dialect.name == "postgresql":
+            if not session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(_SEQUENCER_LOCK))):
+                return 0
+        ids = session.scalars(
+            sa.select(Change.id).where(Change.position.is_(None)).order_by(Change.id).limit(batch)
+        ).all()
+        if not ids:
+            return 0
+        last = session.scalar(sa.select(sa.func.max(Change.position))) or 0
+        table = changes_table
+        statement = (
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("change_id"), table.c.position.is_(None))
+            .values(position=sa.bindparam("new_position"))
+        )
+        session.execute(
+            statement, [{"change_id": id_, "new_position": last + n} for n, id_ in enumerate(ids, 1)]
+        )
+    return len(ids)
+
+
+def read(session: orm.Session, after: int, types: Iterable[str] | None, limit: int) -> list[Change]:
+    """The numbered changes after position `after`, oldest first, of `types` (all when None)."""
+    query = sa.select(Change).where(Change.position > after)
+    if types is not None:
+        query = query.where(Change.type.in_(list(types)))
+    return list(session.scalars(query.order_by(Change.position).limit(limit)))
