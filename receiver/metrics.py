@@ -93,8 +93,11 @@ class DatabaseCollector(Collector):
 
         waiting = [s for s in RecordingState if s not in (RecordingState.stored, RecordingState.failed)]
         replayable = [RawState.pending, RawState.quarantined]
+        from .forwarding.metrics import collect as forwarding_metrics
+
         engine = self.app.extensions["receiver.db"].engine
         with engine.connect() as connection:
+            forwarding = list(forwarding_metrics(connection))
             recordings = dict(
                 connection.execute(
                     sa.select(Recording.state, sa.func.count()).group_by(Recording.state)
@@ -129,6 +132,7 @@ class DatabaseCollector(Collector):
         for raw_state in replayable:
             events.add_metric([raw_state.value], raw.get(raw_state, 0))
         yield events
+        yield from forwarding
 
     def _queue(self) -> Iterator[Metric]:
         queue = self.app.extensions.get("receiver.huey")

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from receiver.forwarding import outbox
 from receiver.forwarding.models import Change
-from tests.payloads import SMS_DLR, VMN_INBOUND, sms
+from tests.payloads import C2C, SMS_DLR, UNSUBSCRIPTION, VMN_INBOUND, sms
 
 MESSAGE = SMS_DLR["id"]
 
@@ -93,3 +93,13 @@ def test_a_change_committed_late_with_a_lower_id_is_not_skipped(app):
         seen += [c.id for c in outbox.read(reader, 1, None, 10)]
         assert sorted(seen) == seen[::-1]  # the late-committed lower id came second, not never
         assert len(seen) == 2
+
+
+def test_calls_with_their_recordings_and_opt_outs_are_changes_as_the_api_shows_them(hooks, api):
+    call_id = hooks.post(C2C, path="/hooks/portal/voice").get_json()["events"][0]
+    hooks.post(UNSUBSCRIPTION)
+    changes = feed(api)["data"]
+    assert [c["type"] for c in changes] == ["call", "opt_out"]
+    call = api(f"/api/v1/calls/{call_id}").get_json()
+    assert call["recordings"] and changes[0]["data"] == call
+    assert changes[1]["data"] == api("/api/v1/opt-outs").get_json()["data"][0]

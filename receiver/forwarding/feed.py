@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import orm
 
-from . import outbox
+from . import outbox, snapshots
 
 
 def change_id(change_id: int) -> str:
@@ -37,7 +37,7 @@ def page(session: orm.Session, after: int, types: Iterable[str] | None, limit: i
                 "id": change_id(change.id),
                 "type": change.type,
                 "timestamp": timestamp(change.created_at),
-                "data": change.data,
+                "data": snapshots.api_data(change.type, change.data),
             }
             for change in changes
         ]

@@ -2,8 +2,9 @@
 
 `record_changes` is the one place the write paths (webhook ingest, recording downloads) hand
 their changes over. It runs inside their transaction, so a change and its outbox row commit or
-roll back together. It reads each changed resource back with the query API's own row reader
-(receiver.api.rows), so `data` is exactly what the API would answer right after the commit.
+roll back together, and the database copies each changed resource into the row as the
+transaction sees it (receiver.forwarding.snapshots): `data` is the resource as it stood when
+the change committed, shown later exactly as the query API shows it.
 
 Ids are taken before commit, so on PostgreSQL a reader going by id could pass over a row that
 commits late. `sequence` numbers only rows it can see, in id order, under a lock, so positions
@@ -14,7 +15,6 @@ order.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from ..db import utcnow
+from . import snapshots
 from .models import Change, changes_table
 
 # The change types of the webhook's event kinds (contact events are not forwarded).
@@ -43,25 +44,6 @@ class StoredChange(NamedTuple):
     id: Any
 
 
-@functools.cache
-def _readers() -> dict[str, tuple[str, Any, Any]]:
-    """type -> (resource prefix, the API's row reader, its key column); imported on first use."""
-    from ..api.calls import call_rows
-    from ..api.inbound import inbound_rows
-    from ..api.messages import message_rows
-    from ..api.opt_outs import opt_out_rows
-    from ..api.recordings import recording_rows
-    from ..models import Call, InboundMessage, Message, OptOut, Recording
-
-    return {
-        "message.status": ("message", message_rows, Message.id),
-        "inbound": ("inbound", inbound_rows, InboundMessage.id),
-        "call": ("call", call_rows, Call.id),
-        "recording": ("recording", recording_rows, Recording.id),
-        "opt_out": ("opt_out", opt_out_rows, OptOut.id),
-    }
-
-
 def changes_of(events: Sequence[Any], results: Sequence[tuple[Any, bool]]) -> list[StoredChange]:
     """The changes of a webhook's stored events: each new one of a forwarded kind."""
     return [
@@ -72,31 +54,22 @@ def changes_of(events: Sequence[Any], results: Sequence[tuple[Any, bool]]) -> li
 
 
 def record_changes(session: orm.Session, stored: Iterable[StoredChange]) -> None:
-    """Write the outbox rows of changes made in the session's open transaction (no commit)."""
-    stored = list(stored)
-    if not stored:
+    """Write the outbox rows of changes made in the session's open transaction (no commit):
+    one INSERT ... SELECT a change type, the database taking each resource's snapshot."""
+    ids_by_type: dict[str, list[Any]] = {}
+    for change in stored:
+        ids_by_type.setdefault(change.type, [])
+        if change.id not in ids_by_type[change.type]:  # one change a resource a transaction
+            ids_by_type[change.type].append(change.id)
+    if not ids_by_type:
         return
-    readers = _readers()
-    items: dict[tuple[str, Any], dict[str, Any]] = {}
-    for change_type in dict.fromkeys(change.type for change in stored):
-        _prefix, reader, key = readers[change_type]
-        ids = list(dict.fromkeys(change.id for change in stored if change.type == change_type))
-        rows = session.execute(sa.select(*reader.columns).where(key.in_(ids))).all()
-        for row, item in zip(rows, reader.dump(session, rows), strict=True):
-            items[change_type, row[reader.key_index]] = item
+    dialect = session.get_bind().dialect.name
+    connection = session.connection()
     now = utcnow()
-    session.execute(
-        sa.insert(changes_table),
-        [
-            {
-                "type": change.type,
-                "resource": f"{readers[change.type][0]}:{change.id}",
-                "created_at": now,
-                "data": items[change.type, change.id],
-            }
-            for change in stored
-        ],
-    )
+    for change_type, ids in ids_by_type.items():
+        many = len(ids) > 1
+        statement = snapshots.insert_statement(dialect, change_type, many)
+        connection.execute(statement, {"ids": ids, "now": now} if many else {"id": ids[0], "now": now})
 
 
 def sequence(session: orm.Session, batch: int = 5000) -> int:

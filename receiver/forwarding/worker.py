@@ -27,7 +27,7 @@ from sqlalchemy import orm
 
 from .. import fetcher
 from ..db import Database, utcnow
-from . import dispatch, outbox, signing
+from . import dispatch, outbox, signing, snapshots
 from .destinations import url_policy
 from .feed import change_id, timestamp
 from .models import Change, Destination, DestinationState
@@ -40,7 +40,8 @@ MAX_ANSWER_BYTES = 65536
 
 def body_of(claimed: dispatch.Claimed) -> bytes:
     """The JSON a destination receives: type, the change's time, the resource as it stood."""
-    document = {"type": claimed.type, "timestamp": timestamp(claimed.timestamp), "data": claimed.data}
+    data = snapshots.api_data(claimed.type, claimed.data)
+    document = {"type": claimed.type, "timestamp": timestamp(claimed.timestamp), "data": data}
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
