@@ -12,10 +12,10 @@ from ..forwarding import feed
 from ..forwarding.destinations import parse_types
 from ..forwarding.models import CHANGE_TYPES
 from ..models import MAX_ID
-from ..schemas.api import ApiSchema
-from ..schemas.args import DEFAULT_LIMIT, MAX_LIMIT
+from .args import DEFAULT_LIMIT, MAX_LIMIT
 from .auth import protected_blueprint
 from .lists import documented
+from .schemas import ApiSchema
 
 blp = protected_blueprint(
     "changes", __name__, "Every change, oldest first: the forwarded webhooks as a pull feed"

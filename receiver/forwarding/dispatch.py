@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from ..db import insert_for, utcnow
-from ..recordings import backoff
+from ..recordings.download import backoff
 from .models import Change, Delivery, DeliveryState, Destination, DestinationState, deliveries_table
 
 PENDING = DeliveryState.pending

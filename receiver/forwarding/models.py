@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, BigId
-from ..models import bigid_pk, created, name64
+from ..models.common import bigid_pk, created, name64
 
 # The types of change a destination can ask for, in the order `destinations add` lists them.
 CHANGE_TYPES = ("message.status", "inbound", "call", "recording", "opt_out")

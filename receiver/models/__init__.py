@@ -1,0 +1,36 @@
+"""ORM classes: what receiver stores, one module per concern. No Flask imports, no commits.
+
+Every table's class is importable from here; alembic reads their metadata through this package.
+"""
+
+from ..db import Base
+
+# Forwarding's tables live with their package; imported here so that the one metadata holds them.
+from ..forwarding import models as _forwarding_models  # noqa: E402, F401, I001
+from .access import ApiKey, Source
+from .calls import Call, Recording
+from .common import FINAL_STATUSES, MAX_ID, ApiScope, RawState, RecordingState, Status
+from .messages import ContactEvent, InboundMessage, Message, MessageEvent, OptOut
+from .provider import ProviderRateSlot
+from .raw import RawEvent
+
+__all__ = [
+    "FINAL_STATUSES",
+    "MAX_ID",
+    "ApiKey",
+    "ApiScope",
+    "Base",
+    "Call",
+    "ContactEvent",
+    "InboundMessage",
+    "Message",
+    "MessageEvent",
+    "OptOut",
+    "ProviderRateSlot",
+    "RawEvent",
+    "RawState",
+    "Recording",
+    "RecordingState",
+    "Source",
+    "Status",
+]
