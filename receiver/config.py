@@ -78,6 +78,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "FORWARD_RETRY_FOR": (259200.0, float),
     "FORWARD_RATE_LIMIT": (50.0, float),
     "FORWARD_CONCURRENCY": (8, int),
+    "FORWARD_RETAIN_DAYS": (14.0, float),
     "FORWARD_POLL_INTERVAL": (0.2, float),
 }
 

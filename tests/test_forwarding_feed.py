@@ -103,3 +103,40 @@ def test_calls_with_their_recordings_and_opt_outs_are_changes_as_the_api_shows_t
     call = api(f"/api/v1/calls/{call_id}").get_json()
     assert call["recordings"] and changes[0]["data"] == call
     assert changes[1]["data"] == api("/api/v1/opt-outs").get_json()["data"][0]
+
+
+def test_old_changes_are_pruned_unless_a_destination_still_waits_for_one(settings, app, hooks, runner):
+    from datetime import timedelta
+
+    from receiver.db import utcnow
+    from receiver.forwarding.models import Delivery
+
+    settings.update(DOWNLOAD_ALLOW_HTTP=True, DOWNLOAD_ALLOW_PRIVATE=True)
+    app.config.update(DOWNLOAD_ALLOW_HTTP=True, DOWNLOAD_ALLOW_PRIVATE=True)
+    assert (
+        runner.invoke(
+            args=["destinations", "add", "crm", "--url", "http://127.0.0.1:9/", "--events", "inbound"]
+        ).exit_code
+        == 0
+    )
+    hooks.post(SMS_DLR)
+    hooks.post(VMN_INBOUND)
+    db = app.extensions["receiver.db"]
+    with db.new_session() as session:
+        outbox.sequence(session)
+        from receiver.forwarding import dispatch
+        from receiver.forwarding.models import Destination
+
+        destination_id = session.scalar(sa.select(Destination.id))
+        session.commit()
+        assert dispatch.fan_out(session, destination_id) == 1  # the inbound message waits for crm
+        with session.begin():
+            session.execute(sa.update(Change).values(created_at=utcnow() - timedelta(days=30)))
+        assert outbox.prune(session, utcnow() - timedelta(days=14)) == 1
+        left = session.execute(sa.select(Change.type)).scalars().all()
+        assert left == ["inbound"]
+        session.commit()
+        with session.begin():
+            session.execute(sa.update(Delivery).values(state="delivered"))
+        assert outbox.prune(session, utcnow() - timedelta(days=14)) == 1
+        assert session.scalar(sa.select(sa.func.count()).select_from(Delivery)) == 0

@@ -16,6 +16,7 @@ order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -23,7 +24,7 @@ from sqlalchemy import orm
 
 from ..db import utcnow
 from . import snapshots
-from .models import Change, changes_table
+from .models import Change, Delivery, DeliveryState, changes_table
 
 # The change types of the webhook's event kinds (contact events are not forwarded).
 TYPE_OF_KIND = {
@@ -106,3 +107,25 @@ def read(session: orm.Session, after: int, types: Iterable[str] | None, limit: i
     if types is not None:
         query = query.where(Change.type.in_(list(types)))
     return list(session.scalars(query.order_by(Change.position).limit(limit)))
+
+
+def prune(session: orm.Session, before: datetime, batch: int = 5000) -> int:
+    """Delete changes committed before `before`, with their deliveries, but none a destination
+    still waits to receive; in short transactions. Return how many."""
+    waiting = (
+        sa.select(Delivery.id)
+        .where(Delivery.change_id == Change.id, Delivery.state == DeliveryState.pending)
+        .exists()
+    )
+    removed = 0
+    while True:
+        with session.begin():
+            ids = session.scalars(
+                sa.select(Change.id).where(Change.created_at < before, ~waiting).limit(batch)
+            ).all()
+            if ids:
+                session.execute(sa.delete(Delivery).where(Delivery.change_id.in_(ids)))
+                session.execute(sa.delete(Change).where(Change.id.in_(ids)))
+        removed += len(ids)
+        if len(ids) < batch:
+            return removed

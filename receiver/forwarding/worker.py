@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -34,6 +34,8 @@ from .models import Change, Destination, DestinationState
 
 log = logging.getLogger(__name__)
 
+# Seconds between two prunes of old changes by one worker (any worker may prune; deletes are idempotent).
+PRUNE_EVERY = 3600.0
 # What is read of a destination's answer: its status and headers matter, not its body.
 MAX_ANSWER_BYTES = 65536
 
@@ -90,6 +92,8 @@ class Forwarder:
             lease=max(config["FORWARD_LEASE"], timeout + 5.0),
         )
         self.poll = config["FORWARD_POLL_INTERVAL"]
+        self.retain = timedelta(days=config["FORWARD_RETAIN_DAYS"])
+        self.pruned_at = 0.0  # monotonic time of this process's last prune
         self.lanes: dict[int, Lane] = {}
         self.results: queue.Queue[tuple[int, dispatch.Outcome]] = queue.Queue()
         self.wake = threading.Event()
@@ -127,6 +131,10 @@ class Forwarder:
                 if destination.position < (newest or 0):
                     moved |= dispatch.fan_out(session, destination.id) > 0
         moved |= self.write_results() > 0
+        if time.monotonic() - self.pruned_at > PRUNE_EVERY:
+            self.pruned_at = time.monotonic()
+            with self.sessionmaker() as session:
+                outbox.prune(session, utcnow() - self.retain)
         for destination in destinations:
             if destination.state == DestinationState.active:
                 moved |= self._send_due(destination) > 0
