@@ -8,6 +8,7 @@ once and checks every 100th signature with the Standard Webhooks reference libra
 
     .venv/bin/python bench/forwarding.py --database postgresql --changes 100000
     .venv/bin/python bench/forwarding.py --database sqlite --changes 20000
+    .venv/bin/python bench/forwarding.py --database postgresql --ingest-cost   # the outbox's cost a webhook
 
 Bounded: the run stops at --timeout (default 900 s) whatever happens; only 127.0.0.1 is used.
 """
@@ -150,6 +151,76 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def ingest_cost(kind: str, rounds: int, per_round: int) -> None:
+    """CPU a webhook costs with the outbox and without it (its one call made a no-op), in this
+    process and, on PostgreSQL, in the server process serving it; alternating rounds."""
+    import statistics
+
+    from receiver import create_app, migrate
+    from receiver.ingest import service
+    from receiver.sources import add_source
+
+    sys.path.insert(0, str(REPO))
+    from tests.payloads import sms
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-outbox-"))
+    url, drop = make_database(kind, workdir)
+    try:
+        migrate.upgrade(url)
+        app = create_app(
+            {"DATABASE_URL": url, "VAR_DIR": str(workdir), "REDIS_URL": None, "LOG_LEVEL": "WARNING"}
+        )
+        db = app.extensions["receiver.db"]
+        with db.new_session() as session:
+            secret = add_source(session, "bench", secret="bench-secret-0123456789").secret
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {secret}"}
+        backend = None
+        if kind == "postgresql":
+            # Requests one at a time use one pooled connection: the same server process throughout.
+            with db.engine.connect() as connection:
+                backend = connection.execute(sa.text("select pg_backend_pid()")).scalar()
+        real = service.forwarding.record_changes
+        results: dict[str, list[float]] = {"without": [], "with": []}
+        server: dict[str, list[float]] = {"without": [], "with": []}
+
+        def one_round(label: str, n: int) -> None:
+            service.forwarding.record_changes = real if label == "with" else (lambda *_a, **_k: None)
+            before = time.process_time(), cpu_seconds(backend) if backend else 0.0
+            for i in range(n):
+                # A message's life: submitted, then delivered (a merge with its history).
+                client.post("/hooks/bench", json=sms(id=f"{label}{n}-{i}", status="SENT"), headers=headers)
+                client.post("/hooks/bench", json=sms(id=f"{label}{n}-{i}"), headers=headers)
+            after = time.process_time(), cpu_seconds(backend) if backend else 0.0
+            results[label].append(1000 * ((after[0] - before[0]) + (after[1] - before[1])) / (2 * n))
+            server[label].append(1000 * (after[1] - before[1]) / (2 * n))
+
+        for r in range(rounds):
+            order = ("without", "with") if r % 2 == 0 else ("with", "without")
+            for label in order:
+                one_round(label, per_round + r)  # distinct ids every round
+        service.forwarding.record_changes = real
+        assert db.engine.pool.checkedin() == 1, "more than one connection: the server CPU is not all counted"
+        without, with_ = statistics.median(results["without"]), statistics.median(results["with"])
+        print(json.dumps({
+            "database": kind,
+            "rounds": rounds,
+            "webhooks_per_round": 2 * per_round,
+            "cpu_ms_per_webhook_without_outbox": round(without, 3),
+            "cpu_ms_per_webhook_with_outbox": round(with_, 3),
+            "ratio": round(with_ / without, 3),
+            "server_cpu_ms_per_webhook_without_and_with": [
+                round(statistics.median(server["without"]), 3),
+                round(statistics.median(server["with"]), 3),
+            ],
+            "all_rounds": results,
+            "load_average": os.getloadavg(),
+        }, indent=2))  # fmt: skip
+    finally:
+        if drop is not None:
+            drop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="postgresql")
@@ -160,7 +231,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate-limit", type=float, default=100_000)
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--ingest-cost", action="store_true", help="measure the outbox's cost a webhook instead"
+    )
+    parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
+    if args.ingest_cost:
+        ingest_cost(args.database, args.rounds, 300)
+        return
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-forwarding-"))
     url, drop = make_database(args.database, workdir)
@@ -192,7 +270,9 @@ def main() -> None:
         log("starting one worker")
         started = time.monotonic()
         worker_log = open(workdir / "worker.log", "w")  # noqa: SIM115 (open while the worker runs)
-        worker = subprocess.Popen([str(BIN / "receiver"), "worker"], env=env, stdout=worker_log, stderr=worker_log)
+        worker = subprocess.Popen(
+            [str(BIN / "receiver"), "worker"], env=env, stdout=worker_log, stderr=worker_log
+        )
         samples: list[tuple[float, int, int]] = []
         deadline = started + args.timeout
         while counter.value < args.changes and time.monotonic() < deadline and worker.poll() is None:

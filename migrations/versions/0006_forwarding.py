@@ -41,7 +41,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("position", name=op.f("uq_changes_position")),
     )
     with op.batch_alter_table("changes", schema=None) as batch_op:
-        batch_op.create_index("ix_changes_created_at", ["created_at"], unique=False)
         batch_op.create_index(
             "ix_changes_unsequenced",
             ["id"],
@@ -139,6 +138,5 @@ def downgrade() -> None:
             sqlite_where=sa.text("position IS NULL"),
             postgresql_where=sa.text("position IS NULL"),
         )
-        batch_op.drop_index("ix_changes_created_at")
 
     op.drop_table("changes")

@@ -144,19 +144,20 @@ def claim(session: orm.Session, destination_id: int, wanted: int, policy: RetryP
         if not ids:
             return []
         lease = now + timedelta(seconds=policy.lease)
+        # Still due and pending: on SQLite another process may have claimed them since the read.
         session.execute(
             sa.update(d)
-            .where(d.id.in_(ids))
+            .where(d.id.in_(ids), d.state == PENDING, d.next_attempt_at <= now)
             .values(attempts=d.attempts + 1, locked_until=lease, next_attempt_at=lease)
             .execution_options(synchronize_session=False)
         )
-        destination.tokens = tokens - len(ids)
         rows = session.execute(
             sa.select(d.id, d.attempts, d.created_at, Change.id, Change.type, Change.created_at, Change.data)
             .join(Change, Change.id == d.change_id)
-            .where(d.id.in_(ids))
+            .where(d.id.in_(ids), d.locked_until == lease)
             .order_by(d.position)
         ).all()
+        destination.tokens = tokens - len(rows)
     return [Claimed(*row) for row in rows]
 
 

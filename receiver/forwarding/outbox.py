@@ -64,13 +64,10 @@ def record_changes(session: orm.Session, stored: Iterable[StoredChange]) -> None
             ids_by_type[change.type].append(change.id)
     if not ids_by_type:
         return
-    dialect = session.get_bind().dialect.name
     connection = session.connection()
     now = utcnow()
     for change_type, ids in ids_by_type.items():
-        many = len(ids) > 1
-        statement = snapshots.insert_statement(dialect, change_type, many)
-        connection.execute(statement, {"ids": ids, "now": now} if many else {"id": ids[0], "now": now})
+        snapshots.insert_changes(connection, change_type, ids, now)
 
 
 def sequence(session: orm.Session, batch: int = 5000) -> int:
@@ -111,21 +108,30 @@ def read(session: orm.Session, after: int, types: Iterable[str] | None, limit: i
 
 def prune(session: orm.Session, before: datetime, batch: int = 5000) -> int:
     """Delete changes committed before `before`, with their deliveries, but none a destination
-    still waits to receive; in short transactions. Return how many."""
+    still waits to receive; in short transactions. Return how many.
+
+    Walks the changes by id, the oldest first (ids follow time closely enough), and stops at the
+    first batch that starts after `before`: no index on the time is needed.
+    """
     waiting = (
         sa.select(Delivery.id)
         .where(Delivery.change_id == Change.id, Delivery.state == DeliveryState.pending)
         .exists()
     )
-    removed = 0
+    removed, after = 0, 0
     while True:
         with session.begin():
-            ids = session.scalars(
-                sa.select(Change.id).where(Change.created_at < before, ~waiting).limit(batch)
+            rows = session.execute(
+                sa.select(Change.id, Change.created_at, waiting)
+                .where(Change.id > after)
+                .order_by(Change.id)
+                .limit(batch)
             ).all()
+            if not rows or rows[0].created_at >= before:
+                return removed
+            ids = [row.id for row in rows if row.created_at < before and not row[2]]
             if ids:
                 session.execute(sa.delete(Delivery).where(Delivery.change_id.in_(ids)))
                 session.execute(sa.delete(Change).where(Change.id.in_(ids)))
         removed += len(ids)
-        if len(ids) < batch:
-            return removed
+        after = rows[-1].id
