@@ -112,15 +112,28 @@ def fill_backlog(url: str, count: int, resources: int) -> None:
 
     engine = make_engine(normalise_database_url(url))
     now = datetime.now(UTC)
+    stamp = now.isoformat()
+    # The raw snapshot the database writes (receiver.forwarding.snapshots): columns by attribute,
+    # the history with each event's sort key.
     template = {
         "source": "bench",
         "channel": "sms",
         "mobile": "918921269000",
         "status": "delivered",
         "provider_status": "DELIVRD",
-        "created_at": now.isoformat().replace("+00:00", "Z"),
+        "credits": "2.0000",
+        "created_at": stamp,
+        "updated_at": stamp,
         "events": [
-            {"status": "delivered", "provider_status": "DELIVRD", "source": "bench", "raw_event_id": 1}
+            {
+                "status": "delivered",
+                "provider_status": "DELIVRD",
+                "occurred_at": None,
+                "received_at": stamp,
+                "source": "bench",
+                "raw_event_id": 1,
+                "_order": [stamp, 1],
+            }
         ],
     }
     batch = 5000

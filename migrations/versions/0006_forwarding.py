@@ -115,11 +115,11 @@ def upgrade() -> None:
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_deliveries_change_id"), ["change_id"], unique=False)
         batch_op.create_index(
-            "ix_deliveries_due", ["destination_id", "state", "next_attempt_at"], unique=False
+            "ix_deliveries_due", ["destination_id", "state", "next_attempt_at", "position"], unique=False
         )
         batch_op.create_index("ix_deliveries_locked", ["destination_id", "locked_until"], unique=False)
         batch_op.create_index(
-            "ix_deliveries_resource", ["destination_id", "resource", "position"], unique=False
+            "ix_deliveries_resource", ["destination_id", "resource", "state", "position"], unique=False
         )
 
 

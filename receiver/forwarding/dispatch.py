@@ -66,37 +66,37 @@ def fan_out(session: orm.Session, destination_id: int, batch: int = 5000) -> int
         destination = session.get(Destination, destination_id, with_for_update=True, populate_existing=True)
         if destination is None:
             return 0
-        rows = session.execute(
-            sa.select(Change.id, Change.position, Change.resource, Change.type)
-            .where(Change.position > destination.position)
-            .order_by(Change.position)
-            .limit(batch)
-        ).all()
-        if not rows:
+        until = session.scalar(
+            sa.select(sa.func.max(Change.position)).where(
+                Change.position > destination.position, Change.position <= destination.position + batch
+            )
+        )
+        if until is None:
             return 0
         now = utcnow()
-        wanted = set(destination.event_types)
-        values = [
-            {
-                "destination_id": destination_id,
-                "change_id": row.id,
-                "position": row.position,
-                "resource": row.resource,
-                "state": PENDING.value,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-            for row in rows
-            if row.type in wanted
-        ]
-        if values:
-            statement = insert_for(session, deliveries_table).on_conflict_do_nothing(
-                index_elements=["destination_id", "change_id"]
-            )
-            session.execute(statement, values)
-        destination.position = rows[-1].position
-    return len(values)
+        chosen = sa.select(
+            sa.literal(destination_id),
+            Change.id,
+            Change.position,
+            Change.resource,
+            sa.literal(PENDING.value),
+            sa.literal(0),
+            sa.literal(now, Delivery.next_attempt_at.type),
+            sa.literal(now, Delivery.created_at.type),
+        ).where(
+            Change.position > destination.position,
+            Change.position <= until,
+            Change.type.in_(destination.event_types),
+        )
+        columns = ["destination_id", "change_id", "position", "resource", "state", "attempts"]
+        statement = (
+            insert_for(session, deliveries_table)
+            .from_select([*columns, "next_attempt_at", "created_at"], chosen)
+            .on_conflict_do_nothing(index_elements=["destination_id", "change_id"])
+        )
+        made = len(session.execute(statement.returning(deliveries_table.c.id)).all())
+        destination.position = until
+    return made
 
 
 def claim(session: orm.Session, destination_id: int, wanted: int, policy: RetryPolicy) -> list[Claimed]:

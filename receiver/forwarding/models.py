@@ -102,10 +102,12 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         sa.UniqueConstraint("destination_id", "change_id"),
-        # What is due, soonest first.
-        sa.Index("ix_deliveries_due", "destination_id", "state", "next_attempt_at"),
-        # Whether an earlier change of the same resource still waits (the order per resource).
-        sa.Index("ix_deliveries_resource", "destination_id", "resource", "position"),
+        # What is due, soonest first, in the order a claim takes it (no sort, however long the backlog).
+        sa.Index("ix_deliveries_due", "destination_id", "state", "next_attempt_at", "position"),
+        # Whether an earlier change of the same resource still waits (the order per resource): one
+        # probe a candidate, an index that matches every condition of the probe, so that no
+        # planner estimate (stale statistics on a table that grows fast) picks a scan instead.
+        sa.Index("ix_deliveries_resource", "destination_id", "resource", "state", "position"),
         # What is under way (the concurrency limit).
         sa.Index("ix_deliveries_locked", "destination_id", "locked_until"),
     )

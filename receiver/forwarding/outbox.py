@@ -86,14 +86,21 @@ def sequence(session: orm.Session, batch: int = 5000) -> int:
         if not ids:
             return 0
         last = session.scalar(sa.select(sa.func.max(Change.position))) or 0
-        table = changes_table
-        statement = (
-            sa.update(table)
-            .where(table.c.id == sa.bindparam("change_id"), table.c.position.is_(None))
-            .values(position=sa.bindparam("new_position"))
+        # One statement: the next `batch` unnumbered rows by id get last+1, last+2, ...
+        numbered = (
+            sa.select(
+                changes_table.c.id,
+                (sa.func.row_number().over(order_by=changes_table.c.id) + last).label("new_position"),
+            )
+            .where(changes_table.c.position.is_(None))
+            .order_by(changes_table.c.id)
+            .limit(len(ids))
+            .subquery()
         )
         session.execute(
-            statement, [{"change_id": id_, "new_position": last + n} for n, id_ in enumerate(ids, 1)]
+            sa.update(changes_table)
+            .where(changes_table.c.id == numbered.c.id, changes_table.c.position.is_(None))
+            .values(position=numbered.c.new_position)
         )
     return len(ids)
 
