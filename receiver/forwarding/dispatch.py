@@ -23,6 +23,8 @@ from ..recordings.download import backoff
 from .models import Change, Delivery, DeliveryState, Destination, DestinationState, deliveries_table
 
 PENDING = DeliveryState.pending
+# Deliveries made by one fan-out past which PostgreSQL's statistics of the table are renewed.
+ANALYZE_AFTER = 2000
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,10 @@ def fan_out(session: orm.Session, destination_id: int, batch: int = 5000) -> int
         )
         made = len(session.execute(statement.returning(deliveries_table.c.id)).all())
         destination.position = until
+        if made >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
+            # A backlog grows the table faster than autovacuum notices; on stale statistics
+            # the planner scans every waiting delivery for each claim instead of one probe.
+            session.execute(sa.text("ANALYZE deliveries"))
     return made
 
 
