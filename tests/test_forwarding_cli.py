@@ -95,3 +95,23 @@ def test_rotate_gives_a_new_secret_and_replay_needs_a_time(local, runner):
     assert bad.exit_code == 2 and "not an ISO 8601 time" in bad.output
     ok = runner.invoke(args=["destinations", "replay", "crm", "--since", "2026-01-01"])
     assert ok.exit_code == 0 and "0 changes queued again" in ok.output
+
+
+def test_signatures_are_the_reference_algorithms_by_either_secret_during_a_rotation():
+    from datetime import UTC, datetime
+
+    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+    from receiver.forwarding import signing
+
+    old, new, other = signing.new_secret(), signing.new_secret(), signing.new_secret()
+    body, stamp = b'{"type":"inbound","data":{"text":"h\\u00e9"}}', int(datetime.now(UTC).timestamp())
+    when = datetime.fromtimestamp(stamp, UTC)
+    assert signing.sign(new, "chg_7", stamp, body) == Webhook(new).sign("chg_7", when, body.decode())
+    headers = signing.headers([new, old], "chg_7", stamp, body)
+    for secret in (new, old):
+        assert Webhook(secret).verify(body, headers) == {"type": "inbound", "data": {"text": "hé"}}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(other).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):  # the body is what is signed
+        Webhook(new).verify(body.replace(b"inbound", b"call"), headers)
