@@ -169,8 +169,7 @@ def ingest_cost(kind: str, rounds: int, per_round: int) -> None:
     process and, on PostgreSQL, in the server process serving it; alternating rounds."""
     import statistics
 
-    from receiver import create_app, migrate
-    from receiver.ingest import service
+    from receiver import create_app, forwarding, migrate
     from receiver.sources import add_source
 
     sys.path.insert(0, str(REPO))
@@ -193,12 +192,12 @@ def ingest_cost(kind: str, rounds: int, per_round: int) -> None:
             # Requests one at a time use one pooled connection: the same server process throughout.
             with db.engine.connect() as connection:
                 backend = connection.execute(sa.text("select pg_backend_pid()")).scalar()
-        real = service.forwarding.record_changes
+        real = forwarding.record_changes
         results: dict[str, list[float]] = {"without": [], "with": []}
         server: dict[str, list[float]] = {"without": [], "with": []}
 
         def one_round(label: str, n: int) -> None:
-            service.forwarding.record_changes = real if label == "with" else (lambda *_a, **_k: None)
+            forwarding.record_changes = real if label == "with" else (lambda *_a, **_k: None)
             before = time.process_time(), cpu_seconds(backend) if backend else 0.0
             for i in range(n):
                 # A message's life: submitted, then delivered (a merge with its history).
@@ -212,7 +211,7 @@ def ingest_cost(kind: str, rounds: int, per_round: int) -> None:
             order = ("without", "with") if r % 2 == 0 else ("with", "without")
             for label in order:
                 one_round(label, per_round + r)  # distinct ids every round
-        service.forwarding.record_changes = real
+        forwarding.record_changes = real
         assert db.engine.pool.checkedin() == 1, "more than one connection: the server CPU is not all counted"
         without, with_ = statistics.median(results["without"]), statistics.median(results["with"])
         print(json.dumps({

@@ -30,10 +30,10 @@ from .models import (
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
-def url_policy(config: Mapping[str, Any]) -> fetcher.Policy:
+def url_policy(config: Mapping[str, Any]) -> fetcher.FetchPolicy:
     """The address rules of destinations: those of recording downloads (DOWNLOAD_ALLOW_HTTP,
     DOWNLOAD_ALLOW_PRIVATE; cloud metadata addresses always refused), with no host list."""
-    return fetcher.Policy(
+    return fetcher.FetchPolicy(
         allow_http=config["DOWNLOAD_ALLOW_HTTP"],
         allow_private=config["DOWNLOAD_ALLOW_PRIVATE"],
         timeout=config["FORWARD_TIMEOUT"],
@@ -86,7 +86,7 @@ def add(
     *,
     rate_limit: float,
     concurrency: int,
-    policy: fetcher.Policy,
+    policy: fetcher.FetchPolicy,
 ) -> str:
     """Create a destination that gets the changes from now on; return its secret (shown once)."""
     if NAME_PATTERN.fullmatch(name) is None:

@@ -54,17 +54,14 @@ def changes_of(events: Sequence[Any], results: Sequence[tuple[Any, bool]]) -> li
     ]
 
 
-def record_changes(session: orm.Session, stored: Iterable[StoredChange]) -> None:
-    """Write the outbox rows of changes made in the session's open transaction (no commit):
+def record_changes(connection: sa.Connection, stored: Iterable[StoredChange]) -> None:
+    """Write the outbox rows of changes made in the connection's open transaction (no commit):
     one INSERT ... SELECT a change type, the database taking each resource's snapshot."""
     ids_by_type: dict[str, list[Any]] = {}
     for change in stored:
         ids_by_type.setdefault(change.type, [])
         if change.id not in ids_by_type[change.type]:  # one change a resource a transaction
             ids_by_type[change.type].append(change.id)
-    if not ids_by_type:
-        return
-    connection = session.connection()
     now = utcnow()
     for change_type, ids in ids_by_type.items():
         snapshots.insert_changes(connection, change_type, ids, now)

@@ -37,19 +37,15 @@ class Shape:
 @functools.cache
 def shapes() -> dict[str, Shape]:
     """type -> Shape; imported on first use (the API modules import the app's models)."""
-    from ..api.calls import call_rows
-    from ..api.inbound import inbound_rows
-    from ..api.messages import message_rows
-    from ..api.opt_outs import opt_out_rows
-    from ..api.recordings import recording_rows
+    from ..api import resources
     from ..models import Call, InboundMessage, Message, OptOut, Recording
 
     return {
-        "message.status": Shape("message", message_rows, Message.id),
-        "inbound": Shape("inbound", inbound_rows, InboundMessage.id),
-        "call": Shape("call", call_rows, Call.id),
-        "recording": Shape("recording", recording_rows, Recording.id),
-        "opt_out": Shape("opt_out", opt_out_rows, OptOut.id),
+        "message.status": Shape("message", resources.MESSAGE, Message.id),
+        "inbound": Shape("inbound", resources.INBOUND, InboundMessage.id),
+        "call": Shape("call", resources.CALL, Call.id),
+        "recording": Shape("recording", resources.RECORDING, Recording.id),
+        "opt_out": Shape("opt_out", resources.OPT_OUT, OptOut.id),
     }
 
 

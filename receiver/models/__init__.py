@@ -9,7 +9,16 @@ from ..db import Base
 from ..forwarding import models as _forwarding_models  # noqa: E402, F401, I001
 from .access import ApiKey, Source
 from .calls import Call, Recording
-from .common import FINAL_STATUSES, MAX_ID, ApiScope, RawState, RecordingState, Status
+from .common import (
+    FINAL_STATUSES,
+    MAX_ID,
+    REPLAYABLE_RAW,
+    WAITING_RECORDINGS,
+    ApiScope,
+    RawState,
+    RecordingState,
+    Status,
+)
 from .messages import ContactEvent, InboundMessage, Message, MessageEvent, OptOut
 from .provider import ProviderRateSlot
 from .raw import RawEvent
@@ -17,6 +26,8 @@ from .raw import RawEvent
 __all__ = [
     "FINAL_STATUSES",
     "MAX_ID",
+    "REPLAYABLE_RAW",
+    "WAITING_RECORDINGS",
     "ApiKey",
     "ApiScope",
     "Base",
