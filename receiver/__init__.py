@@ -49,6 +49,7 @@ def register_jobs(app: Flask) -> None:
     runs beside it: one line a package."""
     from . import jobqueue
     from .archive import jobs as archive_jobs
+    from .forwarding import jobs as forwarding_jobs
     from .reconcile import jobs as reconcile_jobs
     from .recordings import jobs as recordings_jobs
 
@@ -56,3 +57,4 @@ def register_jobs(app: Flask) -> None:
     recordings_jobs.init_app(app)
     archive_jobs.init_app(app)
     reconcile_jobs.init_app(app)
+    forwarding_jobs.init_app(app)

@@ -15,6 +15,7 @@ from sqlalchemy import orm
 from . import create_app, migrate, sources
 from .archive.cli import archive_cli, verify_command
 from .db import get_db
+from .forwarding.cli import destinations_cli
 from .ingest.replay import replay_command
 from .models import ApiScope
 from .reconcile.cli import reconcile_cli
@@ -195,6 +196,7 @@ def commands() -> list[click.Command]:
         replay_command,
         archive_cli,
         reconcile_cli,
+        destinations_cli,
     ]
 
 
