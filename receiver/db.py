@@ -150,7 +150,6 @@ class Database:
     def __init__(self) -> None:
         self.engine: sa.Engine | None = None
         self.sessionmaker: orm.sessionmaker[orm.Session] | None = None
-        self.read_sessionmaker: orm.sessionmaker[orm.Session] | None = None
 
     def init_app(self, app: Flask) -> None:
         self.engine = make_engine(
@@ -161,9 +160,6 @@ class Database:
             statement_timeout=app.config["DB_STATEMENT_TIMEOUT"],
         )
         self.sessionmaker = orm.sessionmaker(self.engine, expire_on_commit=False)
-        self.read_sessionmaker = orm.sessionmaker(
-            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-        )
         app.extensions["receiver.db"] = self
         app.teardown_appcontext(_close_session)
 
@@ -172,14 +168,6 @@ class Database:
         """A session of its own, for jobs and commands; closed (and rolled back) at the end."""
         assert self.sessionmaker is not None, "init_app was not called"
         with self.sessionmaker() as session:
-            yield session
-
-    @contextmanager
-    def read_session(self) -> Iterator[orm.Session]:
-        """A session for a quick read outside any transaction (autocommit: no BEGIN, no ROLLBACK);
-        its connection goes back to the pool when the block ends. Its objects stay readable."""
-        assert self.read_sessionmaker is not None, "init_app was not called"
-        with self.read_sessionmaker() as session:
             yield session
 
 

@@ -85,8 +85,8 @@ def _postgresql_timeouts(url: sa.URL, connect_timeout: float, statement_timeout:
 # A pooled connection idle this long is checked before use: the database may have restarted or
 # dropped it meanwhile. One in steady use is not, which spares a round trip a request; should it
 # be dead anyway, its first statement fails, the pool renews every connection, and the request
-# tries once more (receiver.db.first_read: the webhook's source lookup, the API's key check, /readyz; the
-# ingest transaction in receiver.ingest.service).
+# tries once more (receiver.db.first_read: the API's key check, /readyz; the webhook's source
+# lookup in receiver.ingest.service and its transaction in receiver.ingest.commit).
 IDLE_PING_SECONDS = 2.0
 
 

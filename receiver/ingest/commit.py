@@ -39,7 +39,9 @@ from ..deadline import cooperative
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-MAX_BATCH = 64
+# A batch's savepoints that write each take a subtransaction id on PostgreSQL; past 64 in one
+# transaction, other sessions' snapshots must look them up on disk.
+MAX_BATCH = 30
 # PostgreSQL's deadlock and serialization failures: the transaction is rolled back whole and
 # is safe to run again. So is a lost connection (the pool renews it).
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -180,8 +182,7 @@ class GroupCommit:
         for job in batch:
             job.result, job.error = None, None
             try:
-                with connection.begin_nested():
-                    job.result = job.work(connection)
+                job.result = _in_savepoint(connection, job.work)
                 continue
             except sa.exc.OperationalError:
                 raise  # the transaction may be gone: the whole batch fails or runs again
@@ -191,12 +192,27 @@ class GroupCommit:
                     continue
                 log.exception("a write failed; its fallback runs instead")
             try:
-                with connection.begin_nested():
-                    job.result = job.fallback(connection)
+                job.result = _in_savepoint(connection, job.fallback)
             except sa.exc.OperationalError:
                 raise
             except Exception as exc:
                 job.error = exc
+
+
+def _in_savepoint(connection: sa.Connection, work: Callable[[sa.Connection], T]) -> T:
+    """`work` after a SAVEPOINT, rolled back to it should `work` raise.
+
+    Never released: the COMMIT ends them all, and a RELEASE a job would be one more round trip
+    on PostgreSQL. Each takes the same name; ROLLBACK TO goes to the latest of that name.
+    """
+    connection.exec_driver_sql("SAVEPOINT job")
+    try:
+        return work(connection)
+    except sa.exc.OperationalError:
+        raise
+    except Exception:
+        connection.exec_driver_sql("ROLLBACK TO SAVEPOINT job")
+        raise
 
 
 def invalidate(connections: list[sa.Connection]) -> None:
