@@ -1,0 +1,120 @@
+"""Which summaries the roll-up keeps (grains), and SQL that reads the same on both databases.
+
+A grain is the set of dimensions its rows keep. Counts always keep the canonical status too, so
+a grain naming `status` only adds to its delay histograms. A query is answered from the smallest
+grain holding every dimension it groups or filters by; one no grain holds (by `custom`, or by
+sender and operator together) is answered from the messages themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..models import Message, Status
+
+BASE = ("channel", "source", "service")
+
+
+@dataclass(frozen=True)
+class Grain:
+    id: int
+    dims: tuple[str, ...]
+
+    @property
+    def keeps_counts(self) -> bool:
+        """Counts keep the status anyway: a grain that adds only `status` has the counts of another."""
+        return "status" not in self.dims
+
+    def covers(self, needed: set[str]) -> bool:
+        return needed <= set(self.dims)
+
+
+# Smallest first: the first that covers a query answers it.
+GRAINS = tuple(
+    Grain(number, dims)
+    for number, dims in enumerate(
+        [
+            (),
+            ("status",),
+            ("operator",),
+            ("region",),
+            ("provider_status",),
+            ("provider_status", "status"),
+            ("sender",),
+            ("operator", "region"),
+            BASE,
+            (*BASE, "status"),
+            (*BASE, "operator"),
+            (*BASE, "region"),
+            (*BASE, "provider_status", "status"),
+            (*BASE, "sender"),
+        ]
+    )
+)
+
+
+def grain_for(needed: set[str], *, counts: bool) -> Grain | None:
+    """The smallest grain holding `needed` (counts: among those that keep counts)."""
+    if counts:
+        needed = needed - {"status"}
+    for grain in GRAINS:
+        if (grain.keeps_counts or not counts) and grain.covers(needed):
+            return grain
+    return None
+
+
+ANSWERED = (Status.delivered, Status.read)
+
+
+def _sql(constant: str) -> Any:
+    """A constant written into the statement: PostgreSQL matches a GROUP BY expression to the
+    selected one only when they are the same text, which two bound parameters are not."""
+    return sa.literal_column(constant)
+
+
+def delay_us(dialect: str) -> Any:
+    """Microseconds from submission to delivery, exactly (integers on both databases)."""
+    delivered, submitted = Message.delivered_at, Message.submitted_at
+    if dialect == "postgresql":
+        return sa.cast(sa.extract("epoch", delivered - submitted) * _sql("1000000"), sa.BigInteger)
+
+    def micros(column: Any) -> Any:  # SQLite keeps `YYYY-MM-DD HH:MM:SS.ffffff`
+        text = sa.type_coerce(column, sa.String)
+        seconds = sa.cast(sa.func.strftime("%s", text), sa.Integer)
+        return seconds * 1_000_000 + sa.cast(sa.func.substr(text, 21), sa.Integer)
+
+    return micros(delivered) - micros(submitted)
+
+
+def credits_e4(dialect: str) -> Any:
+    """Credits in ten-thousandths, an integer (SQLite keeps the column as a floating number)."""
+    if dialect == "postgresql":
+        return sa.cast(Message.credits * 10_000, sa.BigInteger)
+    return sa.cast(sa.func.round(Message.credits * 10_000), sa.Integer)
+
+
+def hour_of(column: Any, dialect: str) -> Any:
+    """The UTC hour a time falls in, as a value of the column's own type."""
+    if dialect == "postgresql":
+        return sa.func.date_trunc(_sql("'hour'"), column, _sql("'UTC'"))
+    return sa.func.strftime("%Y-%m-%d %H:00:00.000000", column)
+
+
+def day_of(column: Any, dialect: str) -> Any:
+    """The UTC day a time falls in, as a value of the column's own type."""
+    if dialect == "postgresql":
+        return sa.func.date_trunc(_sql("'day'"), column, _sql("'UTC'"))
+    return sa.func.strftime("%Y-%m-%d 00:00:00.000000", column)
+
+
+def local_text(column: Any, offset_seconds: int, unit: str, dialect: str) -> Any:
+    """The local hour (`YYYY-MM-DD HH`) or day (`YYYY-MM-DD`) of a time, at a fixed UTC offset."""
+    if dialect == "postgresql":
+        # An integer we computed, written as a literal: an interval of a fixed number of seconds.
+        shifted = sa.func.timezone(_sql("'UTC'"), column) + _sql(f"interval '{int(offset_seconds)} seconds'")
+        return sa.func.to_char(shifted, _sql("'YYYY-MM-DD HH24'" if unit == "hour" else "'YYYY-MM-DD'"))
+    pattern = "%Y-%m-%d %H" if unit == "hour" else "%Y-%m-%d"
+    return sa.func.strftime(pattern, column, f"{offset_seconds:+d} seconds")
