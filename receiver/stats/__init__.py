@@ -13,8 +13,10 @@ from .calls import call_stats
 from .messages import message_stats
 from .query import (
     CALL_GROUPS,
+    CALL_MEASURES,
     MAX_DAYS,
     MESSAGE_GROUPS,
+    MESSAGE_MEASURES,
     CallStatsQuery,
     MessageStatsQuery,
     StatsQueryError,
@@ -22,8 +24,10 @@ from .query import (
 
 __all__ = [
     "CALL_GROUPS",
+    "CALL_MEASURES",
     "MAX_DAYS",
     "MESSAGE_GROUPS",
+    "MESSAGE_MEASURES",
     "CallStatsQuery",
     "MessageStatsQuery",
     "StatsQueryError",

@@ -32,6 +32,26 @@ MESSAGE_GROUPS = (
 CALL_GROUPS = ("day", "status", "service", "hangup_by")
 TIME_GROUPS = frozenset({"day", "hour"})
 STATUS_COUNTS = tuple(status.value for status in Status)
+# The columns of a row after its group values.
+MESSAGE_MEASURES = [
+    "total",
+    *STATUS_COUNTS,
+    "delivery_rate",
+    "credits",
+    "units",
+    "delivery_seconds_p50",
+    "delivery_seconds_p90",
+]
+CALL_MEASURES = [
+    "calls",
+    "answered",
+    "duration_seconds",
+    "duration_seconds_avg",
+    "billing",
+    "recordings_stored",
+    "recordings_waiting",
+    "recordings_failed",
+]
 
 
 class StatsQueryError(ValueError):

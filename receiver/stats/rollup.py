@@ -85,9 +85,7 @@ def roll_up(session: orm.Session, *, grace: timedelta, backfill_days: int = 1) -
         return RollupRun(len(hours), True)
 
 
-def _backfill_step(
-    session: orm.Session, state: StatsRollupState, started: datetime, days: int
-) -> RollupRun:
+def _backfill_step(session: orm.Session, state: StatsRollupState, started: datetime, days: int) -> RollupRun:
     if state.backfill_started_at is None:
         state.backfill_started_at = started
     first = state.backfill_done_until or session.scalar(sa.select(sa.func.min(Message.created_at)))
