@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
-from webargs.fields import DelimitedList
 
 from ..stats import CALL_GROUPS, MAX_DAYS, MESSAGE_GROUPS, CallStatsQuery, MessageStatsQuery, StatsQueryError
 from ..stats.query import DEFAULT_DAYS, STATUS_COUNTS
@@ -15,12 +14,25 @@ from .args import CHANNELS, Moment, Text
 _WINDOW = f"Default: the {DEFAULT_DAYS} days before `until` (now when not given); at most {MAX_DAYS} days."
 
 
-def _group_by(groups: tuple[str, ...], description: str) -> DelimitedList:
-    return DelimitedList(
+class GroupBy(fields.List):
+    """Names given comma-separated (`day,status`), or the parameter repeated, or both."""
+
+    is_multiple = True  # webargs: every value of a repeated parameter, not only the first
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> list[Any]:
+        values = value if isinstance(value, list | tuple) else [value]
+        if not all(isinstance(item, str) for item in values):
+            raise self.make_error("invalid")
+        names = [name for item in values for name in item.split(",")]
+        return super()._deserialize(names, attr, data, **kwargs)
+
+
+def _group_by(groups: tuple[str, ...], description: str) -> GroupBy:
+    return GroupBy(
         fields.String(validate=validate.OneOf(groups)),
         validate=validate.Length(max=len(groups)),
         load_default=[],
-        metadata={"description": f"{description} Comma-separated, one or more of: {', '.join(groups)}."},
+        metadata={"description": f"{description} One or more of: {', '.join(groups)}; comma-separated."},
     )
 
 

@@ -14,6 +14,9 @@ from ..models import Status
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 400
+# Bounds of any window: far enough from the ends of the calendar to count days and hours in.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 # What a message row can be grouped by; `day` and `hour` in the query's time zone.
 MESSAGE_GROUPS = (
@@ -75,6 +78,9 @@ def _window(since: datetime | None, until: datetime | None, now: datetime | None
     for name, moment in (("since", since), ("until", until)):
         if moment is not None and moment.tzinfo is None:
             raise StatsQueryError(name, "a time with its zone is needed")
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and not EARLIEST <= moment <= LATEST:
+            raise StatsQueryError(name, f"must be between {EARLIEST.date()} and {LATEST.date()}")
     end = (until or now or datetime.now(UTC)).astimezone(UTC)
     start = (since or end - timedelta(days=DEFAULT_DAYS)).astimezone(UTC)
     if start >= end:
