@@ -180,6 +180,7 @@ def commands() -> list[click.Command]:
     from .recordings_cli import recordings_cli, worker_command
     from .replay import replay_command
     from .runner import run_command
+    from .stats.cli import stats_cli
 
     return [
         run_command,
@@ -190,6 +191,7 @@ def commands() -> list[click.Command]:
         recordings_cli,
         replay_command,
         archive_cli,
+        stats_cli,
     ]
 
 

@@ -145,6 +145,9 @@ def init_app(app: Flask) -> None:
     from .archive import policy as archive_policy  # the daily ARCHIVE_AFTER_DAYS task
 
     archive_policy.init_app(app)
+    from .stats import jobs as stats_jobs  # the roll-up of the statistics summaries, each minute
+
+    stats_jobs.init_app(app)
 
 
 def get_jobs(app: Flask) -> Jobs:

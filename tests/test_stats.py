@@ -265,3 +265,38 @@ def test_roll_up_twice_changes_nothing(app: Flask) -> None:
         first = cells()
         roll_up(session, grace=timedelta(days=3650))  # every hour again
     assert cells() == first
+
+
+def test_answers_follow_an_archive_prune_and_import(app: Flask, runner: Any, tmp_path: Any) -> None:
+    seed(app, 200, seed_value=11)
+    with app.extensions["receiver.db"].new_session() as session:
+        while not roll_up(session, grace=NO_GRACE).done:
+            pass
+    queries = [
+        MessageStatsQuery(since=T0 - timedelta(days=1), until=T0 + timedelta(days=5), group_by=group_by)
+        for group_by in [(), ("day", "status"), ("hour",), ("operator",)]
+    ]
+    before = (T0 + timedelta(days=2)).date().isoformat()
+    out = tmp_path / "archives"
+    exported = runner.invoke(args=["archive", "export", "--before", before, "--out", str(out)])
+    assert exported.exit_code == 0, exported.output
+    pruned = runner.invoke(args=["archive", "prune", "--before", before, "--from", str(out), "--batch", "50"])
+    assert pruned.exit_code == 0, pruned.output
+    check(app, queries)
+    (archive,) = out.iterdir()
+    restored = runner.invoke(args=["archive", "import", str(archive)])
+    assert restored.exit_code == 0, restored.output
+    check(app, queries)
+    assert answered(app, queries[0])[()]["total"] == 200
+
+
+def test_rollup_command(app: Flask, runner: Any) -> None:
+    seed(app, 50, seed_value=5)
+    first = runner.invoke(args=["stats", "rollup"])
+    assert first.exit_code == 0, first.output
+    assert "summaries current" in first.output
+    with app.extensions["receiver.db"].new_session() as session:
+        assert read_watermark(session) is not None
+    again = runner.invoke(args=["stats", "rollup", "--rebuild"])
+    assert again.exit_code == 0, again.output
+    check(app, [MessageStatsQuery(since=T0, until=T0 + timedelta(days=4), group_by=("day", "operator"))])

@@ -24,8 +24,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.dialects import postgresql, sqlite
 
-from ..db import UTCDateTime, insert_for, utcnow
+from ..db import UTCDateTime, utcnow
 from ..models import Message
 from .grains import ANSWERED, GRAINS, credits_e4, delay_us, hour_of
 from .tables import StatsCell, StatsDelay, StatsRollupState
@@ -60,11 +61,24 @@ def read_watermark(session: orm.Session) -> datetime | None:
     return session.scalar(sa.select(StatsRollupState.watermark).where(StatsRollupState.id == STATE_ID))
 
 
-def _lock_state(session: orm.Session, now: datetime) -> StatsRollupState:
-    """Take the state row's lock (a write lock on SQLite) for the rest of the transaction."""
+Executor = orm.Session | sa.Connection
+
+
+def _dialect(executor: Executor) -> str:
+    return executor.get_bind().dialect.name if isinstance(executor, orm.Session) else executor.dialect.name
+
+
+def _take_turn(executor: Executor, now: datetime) -> None:
+    """Take the state row's lock (a write lock on SQLite) for the rest of the transaction: roll-ups
+    and bulk rebuilds of the same hours never interleave."""
     table = StatsRollupState.__table__
-    session.execute(insert_for(session, table).on_conflict_do_nothing(), {"id": STATE_ID})  # type: ignore[arg-type]
-    session.execute(sa.update(StatsRollupState).where(StatsRollupState.id == STATE_ID).values(ran_at=now))
+    insert = (postgresql if _dialect(executor) == "postgresql" else sqlite).insert(table)
+    executor.execute(insert.on_conflict_do_nothing(), {"id": STATE_ID})
+    executor.execute(sa.update(StatsRollupState).where(StatsRollupState.id == STATE_ID).values(ran_at=now))
+
+
+def _lock_state(session: orm.Session, now: datetime) -> StatsRollupState:
+    _take_turn(session, now)
     statement = sa.select(StatsRollupState).where(StatsRollupState.id == STATE_ID)
     return session.execute(statement.execution_options(populate_existing=True)).scalar_one()
 
@@ -107,7 +121,7 @@ def _backfill_step(session: orm.Session, state: StatsRollupState, started: datet
     return RollupRun(len(hours), False)
 
 
-def rebuild_hours(session: orm.Session, hours: Iterable[datetime]) -> None:
+def rebuild_hours(session: Executor, hours: Iterable[datetime]) -> None:
     """Rebuild the summaries of these UTC hours from the messages, then those of their days."""
     ordered = sorted(set(hours))
     for start, end in _runs(ordered):
@@ -116,15 +130,13 @@ def rebuild_hours(session: orm.Session, hours: Iterable[datetime]) -> None:
         _rebuild_day(session, day)
 
 
-def forget(session: orm.Session, start: datetime, end: datetime) -> None:
-    """Rebuild the summaries of every hour that [start, end) touches (after messages were deleted
-    or restored in bulk, which leaves their `updated_at` as it was)."""
-    hours = []
-    hour = floor_hour(start)
-    while hour < end:
-        hours.append(hour)
-        hour += HOUR
-    rebuild_hours(session, hours)
+def rebuild_for(executor: Executor, created: Iterable[datetime]) -> None:
+    """Rebuild, within the caller's transaction, the hours of messages first heard of at these
+    times: for bulk deletes and restores (an archive's), which leave `updated_at` as it was."""
+    hours = {floor_hour(moment) for moment in created}
+    if hours:
+        _take_turn(executor, utcnow())
+        rebuild_hours(executor, hours)
 
 
 def _runs(hours: list[datetime]) -> Iterable[tuple[datetime, datetime]]:
@@ -155,8 +167,8 @@ def _message_dims(dims: tuple[str, ...]) -> list[Any]:
     return columns
 
 
-def _rebuild_hour_run(session: orm.Session, start: datetime, end: datetime) -> None:
-    dialect = session.get_bind().dialect.name
+def _rebuild_hour_run(session: Executor, start: datetime, end: datetime) -> None:
+    dialect = _dialect(session)
     period = hour_of(Message.created_at, dialect)
     in_run = (Message.created_at >= start, Message.created_at < end)
     for model in (StatsCell, StatsDelay):
@@ -205,7 +217,7 @@ def _rebuild_hour_run(session: orm.Session, start: datetime, end: datetime) -> N
         session.execute(sa.insert(StatsDelay).from_select(columns, select))
 
 
-def _rebuild_day(session: orm.Session, day: datetime) -> None:
+def _rebuild_day(session: Executor, day: datetime) -> None:
     """A UTC day's summaries: the sums of its hours'."""
     day_value = sa.literal(day, UTCDateTime())
     for model in (StatsCell, StatsDelay):

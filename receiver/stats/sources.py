@@ -98,7 +98,8 @@ def read_summaries(
     `period_keys` gives each period's day or hour key where the query groups by time.
     """
     units = [name for name in query.group_by if name in TIME_GROUPS]
-    for model, grain in zip((StatsCell, StatsDelay), grains, strict=True):
+    models: tuple[type[StatsCell] | type[StatsDelay], ...] = (StatsCell, StatsDelay)
+    for model, grain in zip(models, grains, strict=True):
         for span, ranges in periods.items():
             if not ranges:
                 continue
