@@ -300,3 +300,34 @@ def test_rollup_command(app: Flask, runner: Any) -> None:
     again = runner.invoke(args=["stats", "rollup", "--rebuild"])
     assert again.exit_code == 0, again.output
     check(app, [MessageStatsQuery(since=T0, until=T0 + timedelta(days=4), group_by=("day", "operator"))])
+
+
+def test_percentiles_among_the_longest_deliveries_are_exact_too(app: Flask) -> None:
+    """Summaries keep delivery times exactly up to ten minutes; past that the messages are read."""
+    ids = seed(app, 120, seed_value=21)
+    with app.extensions["receiver.db"].new_session() as session, session.begin():
+        for n, message_id in enumerate(ids):
+            session.execute(
+                sa.update(Message)
+                .where(Message.id == message_id)
+                .values(
+                    status=Status.delivered,
+                    submitted_at=T0,
+                    delivered_at=T0 + timedelta(seconds=590 + 7 * n, microseconds=n),
+                )
+            )
+    with app.extensions["receiver.db"].new_session() as session:
+        while not roll_up(session, grace=NO_GRACE).done:
+            pass
+    day = T0.replace(hour=0, minute=0, second=0, microsecond=0)
+    check(
+        app,
+        [
+            MessageStatsQuery(since=day, until=day + timedelta(days=5), group_by=group_by)
+            for group_by in [(), ("operator",), ("day", "status")]
+        ],
+    )
+    p50 = answered(app, MessageStatsQuery(since=day, until=day + timedelta(days=5)))[()][
+        "delivery_seconds_p50"
+    ]
+    assert p50 > 600

@@ -23,28 +23,35 @@ FINAL = frozenset(status.value for status in FINAL_STATUSES)
 CREDIT_PLACES = Decimal("0.0001")
 
 
-def percentile(histogram: Counter[int], fraction: Fraction) -> Fraction | None:
-    """The percentile by linear interpolation between the two nearest ranks (as PostgreSQL's
-    `percentile_cont` and most tools compute it), exactly, from counts of exact values."""
+def _ranked(histogram: Counter[int], fraction: Fraction) -> tuple[int, int, Fraction] | None:
+    """The values at the two ranks around the percentile, and how far between them it lies."""
     n = sum(histogram.values())
     if n == 0:
         return None
     rank = fraction * (n - 1)
     low_rank = rank.numerator // rank.denominator
-    wanted = {low_rank, low_rank + 1 if rank > low_rank else low_rank}
-    found: dict[int, int] = {}
+    high_rank = low_rank + 1 if rank > low_rank else low_rank
+    low = high = None
     seen = 0
     for value in sorted(histogram):
-        count = histogram[value]
-        for position in wanted - found.keys():
-            if seen <= position < seen + count:
-                found[position] = value
-        seen += count
-        if len(found) == len(wanted):
+        seen += histogram[value]
+        if low is None and low_rank < seen:
+            low = value
+        if high_rank < seen:
+            high = value
             break
-    low = found[low_rank]
-    high = found[max(wanted)]
-    return low + (high - low) * (rank - low_rank)
+    assert low is not None and high is not None
+    return low, high, rank - low_rank
+
+
+def percentile(histogram: Counter[int], fraction: Fraction) -> Fraction | None:
+    """The percentile by linear interpolation between the two nearest ranks (as PostgreSQL's
+    `percentile_cont` and most tools compute it), exactly, from counts of exact values."""
+    ranked = _ranked(histogram, fraction)
+    if ranked is None:
+        return None
+    low, high, between = ranked
+    return low + (high - low) * between
 
 
 def seconds(micros: Fraction | None) -> float | None:
@@ -62,12 +69,21 @@ class Group:
     delays: Counter[int] = field(default_factory=Counter)
 
 
-class Totals:
-    """Sums per group key (a tuple of the query's group values, in its order)."""
+PERCENTILES = (Fraction(1, 2), Fraction(9, 10))
 
-    def __init__(self, group_by: tuple[str, ...]) -> None:
+
+class Totals:
+    """Sums per group key (a tuple of the query's group values, in its order).
+
+    With `cap`, delivery times over it are counted together as `overflow` (as the summaries keep
+    them); `tail_needed` then says whether a percentile fell among them.
+    """
+
+    def __init__(self, group_by: tuple[str, ...], cap: int | None = None, overflow: int = 0) -> None:
         self.group_by = group_by
         self.groups: defaultdict[tuple[Hashable, ...], Group] = defaultdict(Group)
+        self.cap = cap
+        self.overflow = overflow
 
     def add_counts(
         self, key: tuple[Hashable, ...], status: str, total: int, credits: int, units: int
@@ -78,7 +94,28 @@ class Totals:
         group.units += units
 
     def add_delays(self, key: tuple[Hashable, ...], delay_us: int, count: int) -> None:
+        if self.cap is not None and delay_us > self.cap:
+            delay_us = self.overflow
         self.groups[key].delays[delay_us] += count
+
+    def tail_needed(self) -> bool:
+        """Whether some group's percentile lies among the delivery times counted together."""
+        if self.cap is None:
+            return False
+        for group in self.groups.values():
+            if not group.delays.get(self.overflow):
+                continue
+            for fraction in PERCENTILES:
+                ranked = _ranked(group.delays, fraction)
+                if ranked is not None and self.overflow in (ranked[0], ranked[1] if ranked[2] else ranked[0]):
+                    return True
+        return False
+
+    def replace_delays(self, exact: Totals) -> None:
+        """Take every group's delivery times from `exact` (read from the messages, uncapped)."""
+        for key, group in self.groups.items():
+            group.delays = exact.groups[key].delays if key in exact.groups else Counter()
+        self.cap = None
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat row a group, ordered by the group values (missing values last)."""
@@ -100,6 +137,7 @@ class Totals:
         row["delivery_rate"] = answered / final if final else None
         row["credits"] = str((Decimal(group.credits_e4) / 10_000).quantize(CREDIT_PLACES))
         row["units"] = group.units
-        row["delivery_seconds_p50"] = seconds(percentile(group.delays, Fraction(1, 2)))
-        row["delivery_seconds_p90"] = seconds(percentile(group.delays, Fraction(9, 10)))
+        p50, p90 = (percentile(group.delays, fraction) for fraction in PERCENTILES)
+        row["delivery_seconds_p50"] = seconds(p50)
+        row["delivery_seconds_p90"] = seconds(p90)
         return row

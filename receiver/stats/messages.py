@@ -21,7 +21,7 @@ from sqlalchemy import orm
 from ..models import Message
 from . import timekeys
 from .aggregate import Totals
-from .grains import grain_for
+from .grains import EXACT_UP_TO_US, OVERFLOW_US, grain_for
 from .query import TIME_GROUPS, MessageStatsQuery
 from .rollup import DAY, HOUR, floor_day, floor_hour, read_watermark
 from .sources import read_summaries, scan_messages
@@ -41,17 +41,22 @@ def message_stats(
 ) -> list[dict[str, Any]]:
     """The rows of `GET /api/v1/stats/messages` for this query."""
     window = query.window
-    totals = Totals(query.group_by)
     needed = {name for name in query.group_by if name not in TIME_GROUPS} | set(query.filters())
     grains = grain_for(needed, counts=True), grain_for(needed, counts=False)
     watermark = read_watermark(session)
     if grains[0] is None or grains[1] is None or watermark is None:
-        scan_messages(session, query, totals, [(window.since, window.until)])
-        return totals.rows()
+        exact = Totals(query.group_by)
+        scan_messages(session, query, exact, [(window.since, window.until)])
+        return exact.rows()
     changed = _changed_hours(session, query, watermark - (grace if grace is not None else rollup_grace()))
     plan = _Plan(query, changed)
+    totals = Totals(query.group_by, cap=EXACT_UP_TO_US, overflow=OVERFLOW_US)
     read_summaries(session, query, totals, (grains[0], grains[1]), plan.periods, plan.keys)
     scan_messages(session, query, totals, plan.scans)
+    if totals.tail_needed():  # a percentile among the longest deliveries: read them all exactly
+        exact = Totals(query.group_by)
+        scan_messages(session, query, exact, [(window.since, window.until)], counts=False)
+        totals.replace_delays(exact)
     return totals.rows()
 
 

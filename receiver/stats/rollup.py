@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..db import UTCDateTime, utcnow
 from ..models import Message
-from .grains import ANSWERED, GRAINS, credits_e4, delay_us, hour_of
+from .grains import ANSWERED, GRAINS, capped, credits_e4, delay_us, hour_of
 from .tables import StatsCell, StatsDelay, StatsRollupState
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ def _rebuild_hour_run(session: Executor, start: datetime, end: datetime) -> None
             columns = ["grain", "span", "period_start", *names, "total", "credits_e4", "units"]
             session.execute(sa.insert(StatsCell).from_select(columns, select))
         names = [name for name in _DIMS if name in grain.dims]
-        delay = delay_us(dialect)
+        delay = capped(delay_us(dialect))
         select = (
             sa.select(
                 sa.literal(grain.id),

@@ -23,9 +23,15 @@ def _message_column(name: str) -> Any:
 
 
 def scan_messages(
-    session: orm.Session, query: MessageStatsQuery, totals: Totals, spans: Sequence[tuple[datetime, datetime]]
+    session: orm.Session,
+    query: MessageStatsQuery,
+    totals: Totals,
+    spans: Sequence[tuple[datetime, datetime]],
+    *,
+    counts: bool = True,
 ) -> None:
-    """Add the messages first heard of in each [start, end) span, read one by one."""
+    """Add the messages first heard of in each [start, end) span, read one by one (their delivery
+    times only, without `counts`)."""
     dialect = session.get_bind().dialect.name
     units = [name for name in query.group_by if name in TIME_GROUPS]
     filters = [getattr(Message, name) == value for name, value in query.filters().items()]
@@ -54,8 +60,9 @@ def scan_messages(
                 for name, value in zip(query.group_by, values, strict=True)
             )
 
+        width = len(columns)
         status = _message_column("status").label("counted_status")
-        counts = (
+        counting = (
             sa.select(
                 *columns,
                 status,
@@ -66,8 +73,7 @@ def scan_messages(
             .where(within, *filters)
             .group_by(*columns, status)
         )
-        width = len(columns)
-        for row in session.execute(counts):
+        for row in session.execute(counting) if counts else ():
             totals.add_counts(key(row[:width]), row[width], *(int(v) for v in row[width + 1 :]))
         delay = delay_us(dialect)
         delays = (
