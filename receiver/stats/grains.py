@@ -1,9 +1,15 @@
 """Which summaries the roll-up keeps (grains), and SQL that reads the same on both databases.
 
 A grain is the set of dimensions its rows keep. Counts always keep the canonical status too, so
-a grain naming `status` only adds to its delay histograms. A query is answered from the smallest
-grain holding every dimension it groups or filters by; one no grain holds (by `custom`, or by
-sender and operator together) is answered from the messages themselves.
+for counts a grain naming `status` is the same as one without it. Delay histograms are kept for
+fewer grains than counts: with many distinct delivery times, a histogram of a fine grain holds
+about as many rows as there are messages, and reading it would be no faster than the messages.
+A query is answered from the smallest grain holding every dimension it groups or filters by; for
+what no grain holds (grouping by `custom`; the delivery times of operator and region together)
+the messages themselves are read.
+
+Coarse grains are summed from finer ones (`counts_from`, `delays_from`) rather than from the
+messages: each roll-up reads a period's messages once per grain that needs them.
 """
 
 from __future__ import annotations
@@ -22,48 +28,59 @@ BASE = ("channel", "source", "service")
 class Grain:
     id: int
     dims: tuple[str, ...]
-
-    @property
-    def keeps_counts(self) -> bool:
-        """Counts keep the status anyway: a grain that adds only `status` has the counts of another."""
-        return "status" not in self.dims
+    counts: bool = True
+    delays: bool = True
+    # The grain whose rows this one's are sums of; None: the messages.
+    counts_from: int | None = None
+    delays_from: int | None = None
 
     def covers(self, needed: set[str]) -> bool:
         return needed <= set(self.dims)
 
+    def keeps(self, kind: str) -> bool:
+        return self.counts if kind == "counts" else self.delays
 
-# Smallest first: the first that covers a query answers it.
-GRAINS = tuple(
-    Grain(number, dims)
-    for number, dims in enumerate(
-        [
-            (),
-            ("status",),
-            ("operator",),
-            ("region",),
-            ("provider_status",),
-            ("provider_status", "status"),
-            ("sender",),
-            ("operator", "region"),
-            BASE,
-            (*BASE, "status"),
-            (*BASE, "operator"),
-            (*BASE, "region"),
-            (*BASE, "provider_status", "status"),
-            (*BASE, "sender"),
-        ]
-    )
+    def source(self, kind: str) -> int | None:
+        return self.counts_from if kind == "counts" else self.delays_from
+
+
+# Smallest first: the first that covers a query answers it. Ids are stored in the summaries.
+GRAINS = (
+    Grain(0, (), counts_from=8, delays_from=9),
+    Grain(1, ("status",), counts=False, delays_from=9),
+    Grain(2, ("operator",), counts_from=10),
+    Grain(3, ("region",), counts_from=11),
+    Grain(4, ("provider_status",), delays=False, counts_from=12),
+    Grain(5, ("provider_status", "status"), counts=False),
+    Grain(6, ("sender",), counts_from=13),
+    Grain(14, ("source", "operator"), counts_from=10),
+    Grain(15, ("source", "provider_status", "status"), counts_from=12),
+    Grain(7, ("operator", "region"), delays=False),
+    Grain(8, BASE, delays_from=9),
+    Grain(9, (*BASE, "status"), counts=False),
+    Grain(10, (*BASE, "operator"), delays=False),
+    Grain(11, (*BASE, "region"), delays=False),
+    Grain(12, (*BASE, "provider_status", "status"), delays=False),
+    Grain(13, (*BASE, "sender"), delays=False),
 )
+GRAIN_IDS = [grain.id for grain in GRAINS]
+BY_ID = {grain.id: grain for grain in GRAINS}
 
 
 def grain_for(needed: set[str], *, counts: bool) -> Grain | None:
-    """The smallest grain holding `needed` (counts: among those that keep counts)."""
+    """The smallest grain holding `needed`, among those that keep counts (or delays)."""
     if counts:
         needed = needed - {"status"}
     for grain in GRAINS:
-        if (grain.keeps_counts or not counts) and grain.covers(needed):
+        if grain.keeps("counts" if counts else "delays") and grain.covers(needed):
             return grain
     return None
+
+
+def build_order(kind: str) -> list[Grain]:
+    """The grains that keep `kind`, each after the one it is summed from."""
+    kept = [grain for grain in GRAINS if grain.keeps(kind)]
+    return sorted(kept, key=lambda grain: grain.source(kind) is not None)
 
 
 ANSWERED = (Status.delivered, Status.read)

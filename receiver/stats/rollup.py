@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..db import UTCDateTime, utcnow
 from ..models import Message
-from .grains import ANSWERED, GRAINS, capped, credits_e4, delay_us, hour_of
+from .grains import ANSWERED, GRAIN_IDS, Grain, build_order, capped, credits_e4, delay_us, hour_of
 from .tables import StatsCell, StatsDelay, StatsRollupState
 
 log = logging.getLogger(__name__)
@@ -173,28 +173,44 @@ def _rebuild_hour_run(session: Executor, start: datetime, end: datetime) -> None
     in_run = (Message.created_at >= start, Message.created_at < end)
     for model in (StatsCell, StatsDelay):
         session.execute(
-            sa.delete(model).where(model.span == "h", model.period_start >= start, model.period_start < end)
-        )
-    for grain in GRAINS:
-        if grain.keeps_counts:
-            dims = (*grain.dims, "status")
-            names = [name for name in _DIMS if name in dims]
-            select = (
-                sa.select(
-                    sa.literal(grain.id),
-                    sa.literal("h"),
-                    period,
-                    *_message_dims(dims),
-                    sa.func.count(),
-                    sa.func.coalesce(sa.func.sum(credits_e4(dialect)), 0),
-                    sa.func.coalesce(sa.func.sum(Message.units), 0),
-                )
-                .where(*in_run)
-                .group_by(period, *_message_dims(dims))
+            sa.delete(model).where(
+                model.grain.in_(GRAIN_IDS),
+                model.span == "h",
+                model.period_start >= start,
+                model.period_start < end,
             )
-            columns = ["grain", "span", "period_start", *names, "total", "credits_e4", "units"]
-            session.execute(sa.insert(StatsCell).from_select(columns, select))
+        )
+    for grain in build_order("counts"):
+        dims = (*grain.dims, "status")
+        names = [name for name in _DIMS if name in dims]
+        columns = ["grain", "span", "period_start", *names, "total", "credits_e4", "units"]
+        if grain.counts_from is not None:
+            session.execute(
+                sa.insert(StatsCell).from_select(columns, _summed(StatsCell, grain, "h", start, end))
+            )
+            continue
+        select = (
+            sa.select(
+                sa.literal(grain.id),
+                sa.literal("h"),
+                period,
+                *_message_dims(dims),
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(credits_e4(dialect)), 0),
+                sa.func.coalesce(sa.func.sum(Message.units), 0),
+            )
+            .where(*in_run)
+            .group_by(period, *_message_dims(dims))
+        )
+        session.execute(sa.insert(StatsCell).from_select(columns, select))
+    for grain in build_order("delays"):
         names = [name for name in _DIMS if name in grain.dims]
+        columns = ["grain", "span", "period_start", *names, "delay_us", "count"]
+        if grain.delays_from is not None:
+            session.execute(
+                sa.insert(StatsDelay).from_select(columns, _summed(StatsDelay, grain, "h", start, end))
+            )
+            continue
         delay = capped(delay_us(dialect))
         select = (
             sa.select(
@@ -213,16 +229,43 @@ def _rebuild_hour_run(session: Executor, start: datetime, end: datetime) -> None
             )
             .group_by(period, *_message_dims(grain.dims), delay)
         )
-        columns = ["grain", "span", "period_start", *names, "delay_us", "count"]
         session.execute(sa.insert(StatsDelay).from_select(columns, select))
+
+
+def _summed(
+    model: type[StatsCell] | type[StatsDelay], grain: Grain, span: str, start: datetime, end: datetime
+) -> Any:
+    """The rows of `grain` for [start, end) as sums of the finer grain's it is built from."""
+    source = grain.counts_from if model is StatsCell else grain.delays_from
+    dims = _columns(model, (*grain.dims, "status") if model is StatsCell else grain.dims)
+    if model is StatsCell:
+        sums = [sa.func.sum(StatsCell.total), sa.func.sum(StatsCell.credits_e4), sa.func.sum(StatsCell.units)]
+        keys = [*dims]
+    else:
+        sums = [sa.func.sum(StatsDelay.count)]
+        keys = [*dims, StatsDelay.delay_us]
+    return (
+        sa.select(sa.literal(grain.id), sa.literal(span), model.period_start, *keys, *sums)
+        .where(
+            model.grain == source, model.span == span, model.period_start >= start, model.period_start < end
+        )
+        .group_by(model.period_start, *keys)
+    )
 
 
 def _rebuild_day(session: Executor, day: datetime) -> None:
     """A UTC day's summaries: the sums of its hours'."""
     day_value = sa.literal(day, UTCDateTime())
     for model in (StatsCell, StatsDelay):
-        session.execute(sa.delete(model).where(model.span == "d", model.period_start == day))
-    in_day = (StatsCell.span == "h", StatsCell.period_start >= day, StatsCell.period_start < day + DAY)
+        session.execute(
+            sa.delete(model).where(model.grain.in_(GRAIN_IDS), model.span == "d", model.period_start == day)
+        )
+    in_day = (
+        StatsCell.grain.in_(GRAIN_IDS),
+        StatsCell.span == "h",
+        StatsCell.period_start >= day,
+        StatsCell.period_start < day + DAY,
+    )
     dims = _columns(StatsCell, _DIMS)
     select = (
         sa.select(
@@ -240,6 +283,7 @@ def _rebuild_day(session: Executor, day: datetime) -> None:
     columns = ["grain", "span", "period_start", *_DIMS, "total", "credits_e4", "units"]
     session.execute(sa.insert(StatsCell).from_select(columns, select))
     in_day_delays = (
+        StatsDelay.grain.in_(GRAIN_IDS),
         StatsDelay.span == "h",
         StatsDelay.period_start >= day,
         StatsDelay.period_start < day + DAY,
