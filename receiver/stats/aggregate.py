@@ -98,24 +98,24 @@ class Totals:
             delay_us = self.overflow
         self.groups[key].delays[delay_us] += count
 
-    def tail_needed(self) -> bool:
-        """Whether some group's percentile lies among the delivery times counted together."""
+    def tail_needed(self) -> list[tuple[Hashable, ...]]:
+        """The groups one of whose percentiles lies among the delivery times counted together."""
         if self.cap is None:
-            return False
-        for group in self.groups.values():
+            return []
+        needy = []
+        for key, group in self.groups.items():
             if not group.delays.get(self.overflow):
                 continue
             for fraction in PERCENTILES:
                 ranked = _ranked(group.delays, fraction)
                 if ranked is not None and self.overflow in (ranked[0], ranked[1] if ranked[2] else ranked[0]):
-                    return True
-        return False
+                    needy.append(key)
+                    break
+        return needy
 
-    def replace_delays(self, exact: Totals) -> None:
-        """Take every group's delivery times from `exact` (read from the messages, uncapped)."""
-        for key, group in self.groups.items():
-            group.delays = exact.groups[key].delays if key in exact.groups else Counter()
-        self.cap = None
+    def replace_delays(self, key: tuple[Hashable, ...], exact: Totals) -> None:
+        """Take a group's delivery times from `exact` (read from the messages, uncapped)."""
+        self.groups[key].delays = exact.groups[key].delays if key in exact.groups else Counter()
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat row a group, ordered by the group values (missing values last)."""

@@ -11,7 +11,7 @@ exactly a full scan's.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,11 +53,33 @@ def message_stats(
     totals = Totals(query.group_by, cap=EXACT_UP_TO_US, overflow=OVERFLOW_US)
     read_summaries(session, query, totals, (grains[0], grains[1]), plan.periods, plan.keys)
     scan_messages(session, query, totals, plan.scans)
-    if totals.tail_needed():  # a percentile among the longest deliveries: read them all exactly
+    for key in totals.tail_needed():  # a percentile among the longest deliveries: read them exactly
         exact = Totals(query.group_by)
-        scan_messages(session, query, exact, [(window.since, window.until)], counts=False)
-        totals.replace_delays(exact)
+        spans, where = _group_bounds(query, key)
+        scan_messages(session, query, exact, spans, counts=False, where=where)
+        totals.replace_delays(key, exact)
     return totals.rows()
+
+
+def _group_bounds(
+    query: MessageStatsQuery, key: tuple[Hashable, ...]
+) -> tuple[list[tuple[datetime, datetime]], list[Any]]:
+    """Where one group's messages are: the part of the window its day or hour covers, and its values."""
+    start, end = query.window.since, query.window.until
+    where: list[Any] = []
+    for name, value in zip(query.group_by, key, strict=True):
+        if name == "day":
+            assert isinstance(value, date)
+            local = datetime.combine(value, time(), query.zone)
+            following = datetime.combine(value + timedelta(days=1), time(), query.zone)
+            start, end = max(start, local.astimezone(UTC)), min(end, following.astimezone(UTC))
+        elif name == "hour":
+            assert isinstance(value, tuple)
+            start, end = max(start, value[0]), min(end, value[0] + HOUR)
+        else:
+            column = getattr(Message, name)
+            where.append(column.is_(None) if value is None else column == value)
+    return ([(start, end)] if start < end else []), where
 
 
 def _changed_hours(session: orm.Session, query: MessageStatsQuery, since: datetime) -> set[datetime]:

@@ -29,12 +29,14 @@ def scan_messages(
     spans: Sequence[tuple[datetime, datetime]],
     *,
     counts: bool = True,
+    where: Sequence[Any] = (),
 ) -> None:
     """Add the messages first heard of in each [start, end) span, read one by one (their delivery
-    times only, without `counts`)."""
+    times only, without `counts`; only those `where` holds, when given)."""
     dialect = session.get_bind().dialect.name
     units = [name for name in query.group_by if name in TIME_GROUPS]
     filters = [getattr(Message, name) == value for name, value in query.filters().items()]
+    filters += where
     # Spans at the same UTC offset go in one statement (a range each), as each time key needs one.
     by_offset: dict[int, list[tuple[datetime, datetime]]] = {}
     for span_start, span_end in spans:
