@@ -99,7 +99,8 @@ def _pg_load(connection: sa.Connection, n: int, days: int) -> None:
             provider_status, status_at, created_at, updated_at)
         SELECT md5(i::text)::uuid::text || ':1',
             CASE WHEN mod(i, 10) < 7 THEN 'portal' ELSE 'bics' END,
-            channel, '9198' || lpad(mod(i * 7919, 99999999)::text, 8, '0'), '9198' || lpad(mod(i * 7919, 99999999)::text, 8, '0'),
+            channel, '9198' || lpad(mod(i::bigint * 7919, 99999999)::text, 8, '0'),
+            '9198' || lpad(mod(i::bigint * 7919, 99999999)::text, 8, '0'),
             ({senders})[mod({hashed.format("s")}, 8) + 1],
             (ARRAY['otp', 'txn', 'promo'])[mod(i, 3) + 1],
             'c' || mod(i, 100000),
@@ -206,6 +207,20 @@ def analyze(engine: sa.Engine) -> None:
         connection.exec_driver_sql("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE")
 
 
+def _complete(url: str) -> bool:
+    """Whether a kept database finished building (its messages are in and indexed)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            indexes = {index["name"] for index in sa.inspect(connection).get_indexes("messages")}
+            loaded = connection.scalar(sa.select(Message.id).limit(1)) is not None
+            return loaded and "ix_messages_updated_at" in indexes
+    except sa.exc.SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
+
+
 def ensure_database(server_url: str | None, url: str, n: int, days: int, fresh: bool) -> None:
     if server_url:
         admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
@@ -218,15 +233,29 @@ def ensure_database(server_url: str | None, url: str, n: int, days: int, fresh: 
             if not exists:
                 connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
         admin.dispose()
-        if exists:
+        if exists and _complete(url):
             return
     else:
         path = Path(sa.make_url(url).database or "")
-        if path.exists() and not fresh:
+        if path.exists() and not fresh and _complete(url):
             return
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
     build(url, n, days)
+
+
+def _create(server: str, name: str) -> None:
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+
+
+def _drop(server: str, name: str) -> None:
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
 
 
 def make_app(url: str, workdir: Path):  # type: ignore[no-untyped-def]
@@ -314,9 +343,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--scan-rounds", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the database; reuse one kept before")
+    parser.add_argument(
+        "--ingest", type=int, metavar="N", help="instead: time N webhooks a round with and without the index"
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     server = args.database_url
+    if args.ingest:
+        name = f"receiver_stats_ingest_{os.getpid()}"
+        url = (
+            sa.make_url(server).set(database=name).render_as_string(False)
+            if server
+            else (f"sqlite:///{args.workdir / f'{name}.db'}")
+        )
+        if server:
+            _create(server, name)
+        ingest_cost(url, args.workdir, args.rounds, args.ingest)
+        if server:
+            _drop(server, name)
+        return
     if server:
         url = sa.make_url(server).set(database=f"receiver_stats_bench_{args.messages}")
         url = url.render_as_string(hide_password=False)
@@ -335,10 +380,51 @@ def main() -> None:
     for name, values in timings(app, args.scan_rounds).items():
         print(summary(f"{name} (from the messages alone)", values), flush=True)
     if not args.keep and server:
-        admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
-        admin.dispose()
+        _drop(server, str(sa.make_url(url).database))
+
+
+def ingest_cost(url: str, workdir: Path, rounds: int, per_round: int) -> None:
+    """Webhooks through the real app in process (Flask test client), in alternating rounds with
+    and without the index the statistics add to messages (ix_messages_updated_at): a new message's
+    report, then a second report of it (an update of its row)."""
+    from receiver.sources import add_source
+
+    migrate.upgrade(url)
+    app = make_app(url, workdir)
+    engine = app.extensions["receiver.db"].engine
+    with app.extensions["receiver.db"].new_session() as session:
+        secret = add_source(session, f"bench{os.getpid()}", secret="bench-secret-" + "x" * 20).secret
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {secret}"}
+    index = next(i for i in Message.__table__.indexes if i.name == "ix_messages_updated_at")
+    results: dict[bool, list[float]] = {True: [], False: []}
+    serial = 0
+    for round_number in range(rounds * 2):
+        with_index = round_number % 2 == 0
+        with engine.begin() as connection:
+            exists = index.name in {i["name"] for i in sa.inspect(connection).get_indexes("messages")}
+            if with_index and not exists:
+                index.create(connection)
+            if not with_index and exists:
+                index.drop(connection)
+        started = time.perf_counter()
+        for _ in range(per_round):
+            serial += 1
+            message_id = f"ingest-{os.getpid()}-{serial}"
+            for status in ("AWAITING-DLR", "DELIVRD"):
+                body = {
+                    "id": message_id,
+                    "mobile": "919845012345",
+                    "status": status,
+                    "submit_at": "1701059582",
+                }
+                response = client.post(f"/hooks/bench{os.getpid()}", json=body, headers=headers)
+                assert response.status_code == 200, response.get_data(as_text=True)
+        results[with_index].append((time.perf_counter() - started) * 1000 / (2 * per_round))
+    for with_index, values in results.items():
+        label = "with ix_messages_updated_at" if with_index else "without it"
+        print(f"| {label} | {', '.join(f'{v:.2f}' for v in values)} | {statistics.median(values):.2f} |")
+    print(f"ratio of medians: {statistics.median(results[True]) / statistics.median(results[False]):.3f}")
 
 
 if __name__ == "__main__":
