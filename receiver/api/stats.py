@@ -7,11 +7,12 @@ from typing import Any
 from flask import Response, jsonify
 from marshmallow import RAISE
 
-from .. import export, stats
+from .. import stats
 from ..db import get_session
-from ..schemas.stats import CallStatsArgsSchema, CallStatsSchema, MessageStatsArgsSchema, MessageStatsSchema
+from . import csv_export
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, wants_csv
+from .stats_schemas import CallStatsArgsSchema, CallStatsSchema, MessageStatsArgsSchema, MessageStatsSchema
 
 blp = protected_blueprint("stats", __name__, "Delivery analytics: messages and calls counted by group")
 
@@ -19,7 +20,7 @@ blp = protected_blueprint("stats", __name__, "Delivery analytics: messages and c
 def _answer(name: str, args: dict[str, Any], rows: list[dict[str, Any]], measures: list[str]) -> Response:
     if wants_csv(args):
         keys = [*args["query"].group_by, *measures]
-        return export.rows_csv_response(name, keys, rows, text_keys=args["query"].group_by)
+        return csv_export.rows_csv_response(name, keys, rows, text_keys=args["query"].group_by)
     return jsonify({"data": rows})
 
 

@@ -8,8 +8,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 
 from ..stats import CALL_GROUPS, MAX_DAYS, MESSAGE_GROUPS, CallStatsQuery, MessageStatsQuery, StatsQueryError
 from ..stats.query import DEFAULT_DAYS, STATUS_COUNTS
-from .api import ApiSchema
 from .args import CHANNELS, Moment, Text
+from .schemas import ApiSchema
 
 _WINDOW = f"Default: the {DEFAULT_DAYS} days before `until` (now when not given); at most {MAX_DAYS} days."
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from .models import Recording
+from ..models import Recording
 
 # The first key of receiver's advisory locks on recording files ("REC1").
 _LOCK_CLASS = 0x52454331
