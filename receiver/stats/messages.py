@@ -21,9 +21,10 @@ from sqlalchemy import orm
 from ..models import Message
 from . import timekeys
 from .aggregate import Totals
+from .build import DAY, HOUR, floor_day, floor_hour
 from .grains import EXACT_UP_TO_US, OVERFLOW_US, grain_for
 from .query import TIME_GROUPS, MessageStatsQuery
-from .rollup import DAY, HOUR, floor_day, floor_hour, read_watermark
+from .rollup import read_watermark
 from .sources import read_summaries, scan_messages
 
 DEFAULT_GRACE = timedelta(minutes=5)
