@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -63,34 +63,63 @@ def scan_messages(
             )
 
         width = len(columns)
-        status = _message_column("status").label("counted_status")
-        counting = (
-            sa.select(
-                *columns,
-                status,
-                sa.func.count(),
-                sa.func.coalesce(sa.func.sum(credits_e4(dialect)), 0),
-                sa.func.coalesce(sa.func.sum(Message.units), 0),
-            )
-            .where(within, *filters)
-            .group_by(*columns, status)
-        )
-        for row in session.execute(counting) if counts else ():
-            totals.add_counts(key(row[:width]), row[width], *(int(v) for v in row[width + 1 :]))
+        if counts:
+            _counts_and_delays(session, totals, columns, key, [within, *filters], dialect)
+            continue
         delay = delay_us(dialect)
         delays = (
             sa.select(*columns, delay, sa.func.count())
-            .where(
-                within,
-                *filters,
-                Message.status.in_(ANSWERED),
-                Message.submitted_at.is_not(None),
-                Message.delivered_at.is_not(None),
-            )
+            .where(within, *filters, _timed())
             .group_by(*columns, delay)
         )
         for row in session.execute(delays):
             totals.add_delays(key(row[:width]), int(row[width]), int(row[width + 1]))
+
+
+def _timed() -> Any:
+    """Whether a message's delivery time counts: delivered or read, with both times known.
+
+    The statuses are written into the statement: PostgreSQL matches a GROUP BY expression to the
+    selected one only when they are the same text, which two bound parameters are not.
+    """
+    answered: list[Any] = [sa.literal_column(f"'{status.value}'") for status in ANSWERED]
+    return sa.and_(
+        sa.type_coerce(Message.status, sa.String).in_(answered),
+        Message.submitted_at.is_not(None),
+        Message.delivered_at.is_not(None),
+    )
+
+
+def _counts_and_delays(
+    session: orm.Session,
+    totals: Totals,
+    columns: list[Any],
+    key: Callable[[Sequence[Any]], tuple[Hashable, ...]],
+    where: list[Any],
+    dialect: str,
+) -> None:
+    """Counts, sums and delivery times in one pass over the messages: by group, status and delay."""
+    width = len(columns)
+    status = _message_column("status").label("counted_status")
+    delay = sa.case((_timed(), delay_us(dialect))).label("delay")
+    statement = (
+        sa.select(
+            *columns,
+            status,
+            delay,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(credits_e4(dialect)), 0),
+            sa.func.coalesce(sa.func.sum(Message.units), 0),
+        )
+        .where(*where)
+        .group_by(*columns, status, delay)
+    )
+    for row in session.execute(statement):
+        group = key(row[:width])
+        counted, delay_value, count, credits, units = row[width:]
+        totals.add_counts(group, counted, int(count), int(credits), int(units))
+        if delay_value is not None:
+            totals.add_delays(group, int(delay_value), int(count))
 
 
 def read_summaries(
