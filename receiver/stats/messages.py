@@ -52,7 +52,7 @@ def message_stats(
     changed = _changed_hours(session, query, watermark - (grace if grace is not None else rollup_grace()))
     plan = _Plan(query, changed)
     totals = Totals(query.group_by, cap=EXACT_UP_TO_US, overflow=OVERFLOW_US)
-    read_summaries(session, query, totals, (grains[0], grains[1]), plan.periods, plan.keys)
+    read_summaries(session, query, totals, (grains[0], grains[1]), plan.periods)
     scan_messages(session, query, totals, plan.scans)
     for key in totals.tail_needed():  # a percentile among the longest deliveries: read them exactly
         exact = Totals(query.group_by)
@@ -96,13 +96,12 @@ def _changed_hours(session: orm.Session, query: MessageStatsQuery, since: dateti
 
 
 class _Plan:
-    """Which periods come from summaries (by span), with their time keys; which spans are scanned."""
+    """Which periods come from summaries (by span), and which spans are read from the messages."""
 
     def __init__(self, query: MessageStatsQuery, changed: set[datetime]) -> None:
         self.units = [name for name in query.group_by if name in TIME_GROUPS]
         self.zone = query.zone
         self.periods: dict[str, list[tuple[datetime, datetime]]] = {"d": [], "h": []}
-        self.keys: dict[tuple[str, datetime], dict[str, Hashable]] = {}
         self.scans: list[tuple[datetime, datetime]] = []
         since, until = query.window.since, query.window.until
         hour = floor_hour(since)
@@ -125,14 +124,9 @@ class _Plan:
                 return False
         elif start in changed:
             return False
-        keys = {}
-        for unit in self.units:
-            key = timekeys.period_key(unit, self.zone, start, start + length)
-            if key is None:
-                return False
-            keys[unit] = key
-        self._pending_keys = keys
-        return True
+        return all(
+            timekeys.period_key(unit, self.zone, start, start + length) is not None for unit in self.units
+        )
 
     def _take(self, span: str, start: datetime, length: timedelta) -> None:
         ranges = self.periods[span]
@@ -140,8 +134,6 @@ class _Plan:
             ranges[-1] = (ranges[-1][0], start + length)
         else:
             ranges.append((start, start + length))
-        if self.units:
-            self.keys[(span, start)] = self._pending_keys
 
     def _scan(self, start: datetime, end: datetime) -> None:
         if self.scans and self.scans[-1][1] == start:

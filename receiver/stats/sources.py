@@ -128,52 +128,73 @@ def read_summaries(
     totals: Totals,
     grains: tuple[Grain, Grain],
     periods: dict[str, list[tuple[datetime, datetime]]],
-    period_keys: dict[tuple[str, datetime], dict[str, Hashable]],
 ) -> None:
     """Add the summaries of whole periods: by span (`h`, `d`), spans of period starts.
 
-    `period_keys` gives each period's day or hour key where the query groups by time.
+    Each period lies within one day or hour of the query's zone (the plan saw to it), so the day
+    or hour of its start, computed by the database, is its key: the sums come back by key, not by
+    period.
     """
+    dialect = session.get_bind().dialect.name
     units = [name for name in query.group_by if name in TIME_GROUPS]
     models: tuple[type[StatsCell] | type[StatsDelay], ...] = (StatsCell, StatsDelay)
-    for model, grain in zip(models, grains, strict=True):
-        for span, ranges in periods.items():
-            if not ranges:
-                continue
-            dims = [
-                getattr(model, name).label(f"key_{index}")
-                for index, name in enumerate(query.group_by)
-                if name not in TIME_GROUPS
-            ]
-            grouped = [model.period_start, *dims] if units else dims
-            within = sa.or_(*(sa.and_(model.period_start >= a, model.period_start < b) for a, b in ranges))
-            where = [
-                model.grain == grain.id,
-                model.span == span,
-                within,
-                *(getattr(model, name) == value for name, value in query.filters().items()),
-            ]
-            if model is StatsCell:
-                selected = [
-                    *grouped,
-                    StatsCell.status.label("counted_status"),
-                    sa.func.sum(StatsCell.total),
-                    sa.func.sum(StatsCell.credits_e4),
-                    sa.func.sum(StatsCell.units),
-                ]
-                statement = sa.select(*selected).where(*where).group_by(*grouped, StatsCell.status)
-            else:
-                selected = [*grouped, StatsDelay.delay_us, sa.func.sum(StatsDelay.count)]
-                statement = sa.select(*selected).where(*where).group_by(*grouped, StatsDelay.delay_us)
-            for row in session.execute(statement):
-                values = list(row)
-                keys = period_keys[(span, values.pop(0))] if units else {}
-                dim_values = iter(values[: len(dims)])
-                key = tuple(
-                    keys[name] if name in TIME_GROUPS else next(dim_values) for name in query.group_by
-                )
-                rest = values[len(dims) :]
-                if model is StatsCell:
-                    totals.add_counts(key, rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
-                else:
-                    totals.add_delays(key, int(rest[0]), int(rest[1]))
+    for span, ranges in periods.items():
+        by_offset: dict[int, list[tuple[datetime, datetime]]] = {}
+        for start, end in ranges:
+            for piece in timekeys.pieces(query.zone, start, end) if units else []:
+                by_offset.setdefault(piece.offset, []).append((piece.start, piece.end))
+            if not units:
+                by_offset.setdefault(0, []).append((start, end))
+        for offset, pieces in by_offset.items():
+            for model, grain in zip(models, grains, strict=True):
+                _read(session, query, totals, model, grain, span, offset, pieces, dialect)
+
+
+def _read(
+    session: orm.Session,
+    query: MessageStatsQuery,
+    totals: Totals,
+    model: type[StatsCell] | type[StatsDelay],
+    grain: Grain,
+    span: str,
+    offset: int,
+    ranges: list[tuple[datetime, datetime]],
+    dialect: str,
+) -> None:
+    columns = [
+        (
+            local_text(model.period_start, offset, name, dialect)
+            if name in TIME_GROUPS
+            else getattr(model, name)
+        ).label(f"key_{index}")
+        for index, name in enumerate(query.group_by)
+    ]
+    within = sa.or_(*(sa.and_(model.period_start >= a, model.period_start < b) for a, b in ranges))
+    where = [
+        model.grain == grain.id,
+        model.span == span,
+        within,
+        *(getattr(model, name) == value for name, value in query.filters().items()),
+    ]
+    if model is StatsCell:
+        status = StatsCell.status.label("counted_status")
+        sums = [sa.func.sum(StatsCell.total), sa.func.sum(StatsCell.credits_e4), sa.func.sum(StatsCell.units)]
+        statement = sa.select(*columns, status, *sums).where(*where).group_by(*columns, status)
+    else:
+        sums = [sa.func.sum(StatsDelay.count)]
+        statement = (
+            sa.select(*columns, StatsDelay.delay_us, *sums)
+            .where(*where)
+            .group_by(*columns, StatsDelay.delay_us)
+        )
+    width = len(columns)
+    for row in session.execute(statement):
+        key = tuple(
+            timekeys.key_of_text(name, offset, value) if name in TIME_GROUPS else value
+            for name, value in zip(query.group_by, row[:width], strict=True)
+        )
+        rest = row[width:]
+        if model is StatsCell:
+            totals.add_counts(key, rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
+        else:
+            totals.add_delays(key, int(rest[0]), int(rest[1]))
