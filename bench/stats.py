@@ -274,7 +274,7 @@ def make_app(url: str, workdir: Path):  # type: ignore[no-untyped-def]
     )
 
 
-def roll_up_history(app, fresh: bool) -> None:  # type: ignore[no-untyped-def]
+def roll_up_history(app, url: str, fresh: bool) -> None:  # type: ignore[no-untyped-def]
     db = app.extensions["receiver.db"]
     grace = timedelta(seconds=app.config["STATS_ROLLUP_GRACE"])
     with db.new_session() as session:
@@ -283,7 +283,9 @@ def roll_up_history(app, fresh: bool) -> None:  # type: ignore[no-untyped-def]
         started = time.perf_counter()
         result = catch_up(session, grace)
     print(f"roll-up: {result.hours:,} hours in {result.runs} runs, {time.perf_counter() - started:.0f} s")
-    analyze(db.engine)
+    engine = sa.create_engine(url)  # without the web's statement timeout
+    analyze(engine)
+    engine.dispose()
 
 
 def late_reports(app, count: int, within: timedelta) -> None:  # type: ignore[no-untyped-def]
@@ -347,6 +349,9 @@ def main() -> None:
     parser.add_argument("--scan-rounds", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the database; reuse one kept before")
     parser.add_argument(
+        "--reuse-rollup", action="store_true", help="with --keep: keep the summaries a run before built"
+    )
+    parser.add_argument(
         "--ingest", type=int, metavar="N", help="instead: time N webhooks a round with and without the index"
     )
     args = parser.parse_args()
@@ -374,7 +379,7 @@ def main() -> None:
         url = f"sqlite:///{args.workdir / f'stats-bench-{args.messages}.db'}"
     ensure_database(server, url, args.messages, args.days, fresh=not args.keep)
     app = make_app(url, args.workdir)
-    roll_up_history(app, fresh=True)
+    roll_up_history(app, url, fresh=not args.reuse_rollup)
     print("| question | rounds | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|")
     timings(app, 2)  # warm-up
     for within, label in [(timedelta(hours=1), "1 hour"), (timedelta(days=3), "3 days")]:
