@@ -19,7 +19,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the WSGI app: settings, database, blueprints, error handlers, commands."""
+    """Build the WSGI app: settings, database, job queue and tasks, blueprints, error handlers, commands."""
     import logging
 
     from flask import Flask
@@ -35,9 +35,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     logging.basicConfig(level=app.config["LOG_LEVEL"], format=LOG_FORMAT)
     db.Database().init_app(app)
+    register_jobs(app)
     metrics.init_app(app)
     health.init_app(app)
     register_blueprints(app)
     errors.register_error_handlers(app)
     cli.init_app(app)
     return app
+
+
+def register_jobs(app: Flask) -> None:
+    """Give the app its job queue, then each package its tasks on it and the loops the worker
+    runs beside it: one line a package."""
+    from . import jobqueue
+    from .archive import jobs as archive_jobs
+    from .recordings import jobs as recordings_jobs
+    from .stats import jobs as stats_jobs
+
+    jobqueue.init_app(app)
+    recordings_jobs.init_app(app)
+    archive_jobs.init_app(app)
+    stats_jobs.init_app(app)

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import sys
+from contextlib import AbstractContextManager
 
 import click
 import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
+from flask_smorest.spec import openapi_cli as smorest_openapi
+from sqlalchemy import orm
 
-from . import migrate, sources
+from . import create_app, migrate, sources
+from .archive.cli import archive_cli, verify_command
 from .db import get_db
+from .ingest.replay import replay_command
 from .models import ApiScope
+from .recordings.cli import recordings_cli
+from .runner import run_command
+from .stats.cli import stats_cli
 from .wording import plural
+from .worker import worker_command
 
 
-def _session():  # type: ignore[no-untyped-def]
+def _session() -> AbstractContextManager[orm.Session]:
     return get_db().new_session()
 
 
@@ -176,12 +185,6 @@ def db_upgrade(revision: str) -> None:
 
 def commands() -> list[click.Command]:
     """Every command of `receiver`, for the `receiver` group below and for `app.cli` (tests)."""
-    from .archive.cli import archive_cli
-    from .ingest.replay import replay_command
-    from .recordings.cli import recordings_cli, worker_command
-    from .runner import run_command
-    from .stats.cli import stats_cli
-
     return [
         run_command,
         db_cli,
@@ -196,9 +199,7 @@ def commands() -> list[click.Command]:
 
 
 def init_app(app: Flask) -> None:
-    from . import tasks
-
-    tasks.init_app(app)  # the queue: recordings, the archive policy
+    """Give the app every command of `receiver` (`app.cli`, which tests invoke)."""
     for command in commands():
         app.cli.add_command(command)
 
@@ -209,8 +210,6 @@ def openapi_cli() -> None:
 
 
 def _openapi_commands() -> None:
-    from flask_smorest.spec import openapi_cli as smorest_openapi
-
     for name in ("print", "write"):
         openapi_cli.add_command(smorest_openapi.commands[name])
 
@@ -221,9 +220,6 @@ _openapi_commands()
 def _schema_free(ctx: click.Context | None) -> bool:
     """Whether the command runs whatever the database's state: it makes the schema, migrates
     first, or never reads the database."""
-    from .archive.cli import verify_command
-    from .runner import run_command
-
     free = {db_upgrade, run_command, verify_command, openapi_cli}
     while ctx is not None:
         if ctx.command in free:
@@ -234,8 +230,6 @@ def _schema_free(ctx: click.Context | None) -> bool:
 
 def _create_app() -> Flask:
     """The app of a `receiver` command, refused in one line while the database is not at head."""
-    from . import create_app
-
     try:
         # Commands and the worker run long statements (an archive export's sort, a prune's
         # delete): the statement timeout is the web's.

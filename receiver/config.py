@@ -1,78 +1,135 @@
-"""Settings: defaults, overridden by the environment (and a `.env` file), overridden by the caller."""
+"""Settings: defaults, overridden by the environment (and a `.env` file), overridden by the caller.
+
+`Settings` declares every setting once, with its type and default; adding a setting is adding a
+field (and its line in the README's table). The app keeps them in `app.config` under the same
+names, which is where code reads them; `settings_of` gives a typed view of an app's config.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import ssl
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dotenv import load_dotenv
+from pydantic import ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .numbers import DEFAULT_COUNTRY_CODE, parse_country_code
 
 
-def _bool(value: str) -> bool:
-    if value.strip().lower() in {"1", "true", "yes", "on"}:
-        return True
-    if value.strip().lower() in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
+class Settings(BaseSettings):
+    """Every setting, named as its environment variable; each is documented in the README's table."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True,
+        env_ignore_empty=True,  # a variable set to nothing keeps the default
+        extra="ignore",  # a `.env` may hold what other programs read (gunicorn's BIND, WEB_*)
+        validate_default=True,
+    )
+
+    DATABASE_URL: str = "sqlite:///var/receiver.db"
+    REDIS_URL: str | None = None
+    REDIS_PREFIX: str = "receiver"
+    VAR_DIR: str = "var"
+    RECORDINGS_DIR: str = "var/recordings"
+    PROVIDER_BASE_URL: str = "https://portal.mobtexting.com/api/v2/"
+    PROVIDER_ACCESS_TOKEN: str | None = None
+    PROVIDER_TIMEZONE: str = "Asia/Kolkata"
+    DEFAULT_COUNTRY_CODE: str = DEFAULT_COUNTRY_CODE
+    PROVIDER_RATE_LIMIT: int = 1000
+    RECONCILE_AT: str = "02:30"
+    MAX_BODY_BYTES: int = 1048576
+    MAX_EVENTS_PER_REQUEST: int = 1000
+    DOWNLOAD_ALLOWED_HOSTS: Annotated[list[str], NoDecode] = []
+    DOWNLOAD_ALLOW_PRIVATE: bool = False
+    DOWNLOAD_ALLOW_HTTP: bool = False
+    DOWNLOAD_TIMEOUT: float = 60.0
+    DOWNLOAD_CA_BUNDLE: str | None = None
+    RECORDING_URL_TTL: int = 7200
+    RECORDING_MAX_BYTES: int = 209715200
+    SECRET_GRACE_HOURS: float = 24.0
+    SECRET_KEY: str | None = None
+    METRICS_TOKEN: str | None = None
+    WORKER_CONCURRENCY: int = 16
+    RECORDING_EXPIRY_MARGIN: float = 300.0
+    RECORDING_RETRY_BASE: float = 10.0
+    RECORDING_RETRY_MAX: float = 600.0
+    RECORDING_MAX_ATTEMPTS: int = 30
+    RECORDING_LEASE: float = 60.0
+    RECORDING_SWEEP_INTERVAL: float = 30.0
+    RECORDING_REQUEUE_AFTER: float = 60.0
+    RECORDING_MATCH_WINDOW: float = 900.0
+    DOWNLOAD_MAX_SECONDS: float = 1800.0
+    PROVIDER_TIMEOUT: float = 30.0
+    ARCHIVE_AFTER_DAYS: int | None = None
+    ARCHIVE_DIR: str = "var/archive"
+    ARCHIVE_S3_ENDPOINT_URL: str | None = None
+    ARCHIVE_S3_RETAIN_DAYS: int = 2557
+    ARCHIVE_S3_LOCK_MODE: str = "COMPLIANCE"
+    STATS_ROLLUP_GRACE: float = 300.0
+    PUBLIC_URL: str | None = None
+    LOG_LEVEL: str = "INFO"
+    DB_POOL_SIZE: int = 5
+    DB_CONNECT_TIMEOUT: float = 5.0
+    DB_STATEMENT_TIMEOUT: float = 30.0
+    DB_WAIT_TIMEOUT: float = 4.0
+    SOURCE_CACHE_SECONDS: float = 2.0
+    SQLITE_SYNCHRONOUS: str = "FULL"
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _psycopg(cls, url: str) -> str:
+        return normalise_database_url(url)
+
+    @field_validator("VAR_DIR", "RECORDINGS_DIR", "ARCHIVE_DIR", mode="before")
+    @classmethod
+    def _folder(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("PROVIDER_TIMEZONE")
+    @classmethod
+    def _zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown zone {name!r}") from None
+        return name
+
+    @field_validator("DEFAULT_COUNTRY_CODE", mode="before")
+    @classmethod
+    def _country_code(cls, value: Any) -> str:
+        return parse_country_code(str(value))
+
+    @field_validator("RECONCILE_AT")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f"not a time of day as HH:MM (UTC): {value!r}")
+        return value
+
+    @field_validator("DOWNLOAD_ALLOWED_HOSTS", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("DOWNLOAD_CA_BUNDLE")
+    @classmethod
+    def _ca_bundle(cls, path: str | None) -> str | None:
+        if path:
+            try:
+                ssl.create_default_context(cafile=path)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"not a readable PEM file of CAs: {exc}") from None
+        return path
 
 
-def _hosts(value: str) -> list[str]:
-    return [part.strip().lower() for part in value.split(",") if part.strip()]
-
-
-# name -> (default, parser). Every entry is documented in the README's settings table.
-SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
-    "DATABASE_URL": ("sqlite:///var/receiver.db", str),
-    "REDIS_URL": (None, str),
-    "REDIS_PREFIX": ("receiver", str),
-    "VAR_DIR": ("var", str),
-    "RECORDINGS_DIR": ("var/recordings", str),
-    "PROVIDER_BASE_URL": ("https://portal.mobtexting.com/api/v2/", str),
-    "PROVIDER_ACCESS_TOKEN": (None, str),
-    "PROVIDER_TIMEZONE": ("Asia/Kolkata", str),
-    "DEFAULT_COUNTRY_CODE": (DEFAULT_COUNTRY_CODE, parse_country_code),
-    "PROVIDER_RATE_LIMIT": (1000, int),
-    "MAX_BODY_BYTES": (1048576, int),
-    "MAX_EVENTS_PER_REQUEST": (1000, int),
-    "DOWNLOAD_ALLOWED_HOSTS": ([], _hosts),
-    "DOWNLOAD_ALLOW_PRIVATE": (False, _bool),
-    "DOWNLOAD_ALLOW_HTTP": (False, _bool),
-    "DOWNLOAD_TIMEOUT": (60.0, float),
-    "DOWNLOAD_CA_BUNDLE": (None, str),
-    "RECORDING_URL_TTL": (7200, int),
-    "RECORDING_MAX_BYTES": (209715200, int),
-    "SECRET_GRACE_HOURS": (24.0, float),
-    "METRICS_TOKEN": (None, str),
-    "WORKER_CONCURRENCY": (16, int),
-    "RECORDING_EXPIRY_MARGIN": (300.0, float),
-    "RECORDING_RETRY_BASE": (10.0, float),
-    "RECORDING_RETRY_MAX": (600.0, float),
-    "RECORDING_MAX_ATTEMPTS": (30, int),
-    "RECORDING_LEASE": (60.0, float),
-    "RECORDING_SWEEP_INTERVAL": (30.0, float),
-    "RECORDING_REQUEUE_AFTER": (60.0, float),
-    "RECORDING_MATCH_WINDOW": (900.0, float),
-    "DOWNLOAD_MAX_SECONDS": (1800.0, float),
-    "PROVIDER_TIMEOUT": (30.0, float),
-    "ARCHIVE_AFTER_DAYS": (None, int),
-    "ARCHIVE_DIR": ("var/archive", str),
-    "ARCHIVE_S3_ENDPOINT_URL": (None, str),
-    "ARCHIVE_S3_RETAIN_DAYS": (2557, int),
-    "ARCHIVE_S3_LOCK_MODE": ("COMPLIANCE", str),
-    "STATS_ROLLUP_GRACE": (300.0, float),
-    "PUBLIC_URL": (None, str),
-    "LOG_LEVEL": ("INFO", str),
-    "DB_POOL_SIZE": (5, int),
-    "DB_CONNECT_TIMEOUT": (5.0, float),
-    "DB_STATEMENT_TIMEOUT": (30.0, float),
-    "DB_WAIT_TIMEOUT": (4.0, float),
-    "SQLITE_SYNCHRONOUS": ("FULL", str),
-}
+# Every setting's name (tests leave them out of a child process's environment).
+SETTINGS = frozenset(Settings.model_fields)
 
 
 def normalise_database_url(url: str) -> str:
@@ -83,42 +140,38 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-def _from_environment(name: str) -> Any:
-    default, parse = SETTINGS[name]
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _env_file() -> str:
+    return os.environ.get("RECEIVER_ENV_FILE", ".env")
+
+
+def _read(overrides: Mapping[str, Any]) -> Settings:
+    """Validate the settings, naming the first bad one in a RuntimeError."""
     try:
-        return parse(raw)
-    except ValueError as exc:
-        raise RuntimeError(f"setting {name}: {exc}") from None
+        return Settings(_env_file=_env_file(), **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        cause = error.get("ctx", {}).get("error")
+        raise RuntimeError(f"setting {name}: {cause if cause is not None else error['msg']}") from None
 
 
 def load_setting(name: str) -> Any:
     """One setting from the environment (and `.env`), for code that runs without the app (migrations)."""
-    load_dotenv(os.environ.get("RECEIVER_ENV_FILE", ".env"), override=False)
-    return _from_environment(name)
+    return getattr(_read({}), name)
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Return defaults, overridden by the environment, overridden by `overrides`."""
-    load_dotenv(os.environ.get("RECEIVER_ENV_FILE", ".env"), override=False)
-    settings = {name: _from_environment(name) for name in SETTINGS}
-    settings.update(overrides or {})
-    settings["DEFAULT_COUNTRY_CODE"] = parse_country_code(str(settings["DEFAULT_COUNTRY_CODE"]))
-    try:
-        ZoneInfo(settings["PROVIDER_TIMEZONE"])
-    except (ZoneInfoNotFoundError, ValueError):
-        raise RuntimeError(
-            f"setting PROVIDER_TIMEZONE: unknown zone {settings['PROVIDER_TIMEZONE']!r}"
-        ) from None
-    if settings["DOWNLOAD_CA_BUNDLE"]:
-        try:
-            ssl.create_default_context(cafile=settings["DOWNLOAD_CA_BUNDLE"])
-        except (OSError, ssl.SSLError) as exc:
-            raise RuntimeError(f"setting DOWNLOAD_CA_BUNDLE: not a readable PEM file of CAs: {exc}") from None
-    settings["DATABASE_URL"] = normalise_database_url(settings["DATABASE_URL"])
+    """Return defaults, overridden by the environment, overridden by `overrides`, as `app.config`
+    holds them: every setting, and what else the caller gave (Flask's own keys, TESTING)."""
+    overrides = dict(overrides or {})
+    settings = _read({name: value for name, value in overrides.items() if name in SETTINGS})
+    config = {**overrides, **settings.model_dump()}
     # werkzeug refuses a larger Content-Length (413); a chunked body it cuts one byte past the
     # limit, which the ingest view then refuses (413) instead of storing a truncated body.
-    settings["MAX_CONTENT_LENGTH"] = settings["MAX_BODY_BYTES"] + 1
-    return settings
+    config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"] + 1
+    return config
+
+
+def settings_of(config: Mapping[str, Any]) -> Settings:
+    """A typed view of an app's config (as it is now: tests change it after the app is built)."""
+    return Settings.model_construct(**{name: config[name] for name in SETTINGS})

@@ -50,13 +50,14 @@ class Deadline:
         self._timer: Any = None
         self._greenlet: Any = None
         if seconds > 0 and cooperative():
+            # gevent only where it already runs: a process without it never imports it.
             import gevent
 
             self._loop = gevent.get_hub().loop
 
     def __enter__(self) -> Deadline:
         if self._loop is not None:
-            from gevent import getcurrent
+            from gevent import getcurrent  # as above: gevent runs in this process
 
             self._greenlet = getcurrent()
             self._start(self.seconds)

@@ -1,4 +1,4 @@
-"""One JSON error shape everywhere: the provider's own `{status, code, message}`."""
+"""One JSON answer shape everywhere, errors included: the provider's own `{status, code, message}`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from flask import Flask, Response, jsonify
 from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
+
+from . import answers
 
 
 class ReceiverError(Exception):
@@ -45,14 +47,18 @@ class Unavailable(ReceiverError):
     status_code = 503
 
 
+def answer(code: int, message: str, **extra: Any) -> tuple[Response, int]:
+    """`{status, code, message, ...extra}`: `status` is OK below 400, else ERROR."""
+    return jsonify(answers.body(code, message, **extra)), code
+
+
 def error_response(
     code: int, message: str, errors: dict[str, Any] | None = None, **extra: Any
 ) -> tuple[Response, int]:
-    body: dict[str, Any] = {"status": "ERROR", "code": code, "message": message}
+    """An error answer, with what is wrong field by field under `errors` when there is any."""
     if errors:
-        body["errors"] = errors
-    body.update(extra)
-    return jsonify(body), code
+        extra = {"errors": errors, **extra}
+    return answer(code, message, **extra)
 
 
 def _database_down() -> tuple[Response, int]:

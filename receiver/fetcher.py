@@ -17,7 +17,7 @@ import socket
 import ssl
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from urllib.parse import urljoin
 
 import httpcore
 import httpx
+
+from .config import Settings
 
 # Cloud instance metadata services: refused even with DOWNLOAD_ALLOW_PRIVATE.
 METADATA_ADDRESSES = frozenset(
@@ -68,7 +70,9 @@ class Network(FetchError):
 
 
 @dataclass(frozen=True)
-class Policy:
+class FetchPolicy:
+    """Where recordings may be fetched from, and how long a fetch may take."""
+
     allow_http: bool = False
     allow_private: bool = False
     allowed_hosts: tuple[str, ...] = ()
@@ -77,14 +81,14 @@ class Policy:
     ca_bundle: str | None = None  # PEM file of trusted CAs; None: certifi's
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Policy:
+    def from_settings(cls, settings: Settings) -> FetchPolicy:
         return cls(
-            allow_http=config["DOWNLOAD_ALLOW_HTTP"],
-            allow_private=config["DOWNLOAD_ALLOW_PRIVATE"],
-            allowed_hosts=tuple(config["DOWNLOAD_ALLOWED_HOSTS"]),
-            timeout=config["DOWNLOAD_TIMEOUT"],
-            max_seconds=config["DOWNLOAD_MAX_SECONDS"],
-            ca_bundle=config["DOWNLOAD_CA_BUNDLE"],
+            allow_http=settings.DOWNLOAD_ALLOW_HTTP,
+            allow_private=settings.DOWNLOAD_ALLOW_PRIVATE,
+            allowed_hosts=tuple(settings.DOWNLOAD_ALLOWED_HOSTS),
+            timeout=settings.DOWNLOAD_TIMEOUT,
+            max_seconds=settings.DOWNLOAD_MAX_SECONDS,
+            ca_bundle=settings.DOWNLOAD_CA_BUNDLE,
         )
 
 
@@ -97,7 +101,7 @@ class Fetched:
     content_type: str | None
 
 
-def check_url(url: str, policy: Policy) -> httpx.URL:
+def check_url(url: str, policy: FetchPolicy) -> httpx.URL:
     """Refuse a URL by scheme, credentials or host pattern; the address check comes at connect time."""
     try:
         parsed = httpx.URL(url)
@@ -116,7 +120,7 @@ def check_url(url: str, policy: Policy) -> httpx.URL:
     return parsed
 
 
-def address_refusal(address: str, policy: Policy) -> str | None:
+def address_refusal(address: str, policy: FetchPolicy) -> str | None:
     """Why an address may not be connected to, or None when it may.
 
     An IPv6 address that carries an IPv4 address (IPv4-mapped, -compatible or -translated, NAT64,
@@ -157,7 +161,7 @@ def _rfc6052(value: int, prefix_length: int) -> ipaddress.IPv4Address:
     return ipaddress.IPv4Address((without_u >> (120 - start - 32)) & 0xFFFFFFFF)
 
 
-def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: Policy) -> str | None:
+def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: FetchPolicy) -> str | None:
     if ip in METADATA_ADDRESSES:
         return f"{ip} is a cloud metadata address"
     if policy.allow_private:
@@ -174,7 +178,7 @@ def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: Policy) 
 class _GuardedBackend(httpcore.NetworkBackend):
     """Resolve once, check every address, connect to a checked one."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: FetchPolicy) -> None:
         self.policy = policy
         self.inner = httpcore.SyncBackend()
 
@@ -208,7 +212,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
 
 
 class _GuardedTransport(httpx.HTTPTransport):
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: FetchPolicy) -> None:
         verify: ssl.SSLContext | bool = True  # httpx's default: certifi's CAs
         if policy.ca_bundle:
             verify = ssl.create_default_context(cafile=policy.ca_bundle)
@@ -222,7 +226,7 @@ class _GuardedTransport(httpx.HTTPTransport):
 class Fetcher:
     """Downloads recordings; one per worker process, shared by its threads."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: FetchPolicy) -> None:
         self.policy = policy
         self.client = httpx.Client(
             transport=_GuardedTransport(policy),
@@ -231,9 +235,6 @@ class Fetcher:
             trust_env=False,
             headers={"User-Agent": "receiver (recording download)", "Accept-Encoding": "identity"},
         )
-
-    def close(self) -> None:
-        self.client.close()
 
     def fetch(
         self,

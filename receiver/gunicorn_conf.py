@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+import glob
 import multiprocessing
 import os
+import sys
+from typing import Any
 
 from dotenv import load_dotenv
 
@@ -39,7 +43,10 @@ graceful_timeout = 20
 # or of the previous answer (gevent's worker closes the connection otherwise); the body then has
 # WEB_BODY_TIMEOUT seconds (receiver.server). Idle keep-alive connections close after it too.
 keepalive = 5
-accesslog = os.environ.get("ACCESS_LOG", "-") or None
+# Off unless ACCESS_LOG names a file ("-": standard output): a line a request costs each worker
+# about 4% of a webhook's CPU (docs/benchmarks.md), and /metrics counts requests by endpoint and
+# status already.
+accesslog = os.environ.get("ACCESS_LOG") or None
 # The path without its query string: a callback may carry `?secret=`, which must never be logged.
 access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms'
 # Never load the app in the master: each worker opens its own database pool after the fork, and
@@ -50,24 +57,20 @@ preload_app = False
 control_socket = os.path.abspath(os.path.join(os.environ.get("VAR_DIR") or "var", "gunicorn.ctl"))
 
 
-def post_worker_init(worker):  # type: ignore[no-untyped-def]
+def post_worker_init(worker: Any) -> None:
     """Leave the loaded app out of garbage collection from now on.
 
     A full collection otherwise walks every object the app holds (SQLAlchemy's mappers and
     compiled statements, marshmallow's schemas): 60-85 ms on the benchmark machine, which a
     request that triggers one waits for (docs/benchmarks.md, "Query API").
     """
-    import gc
-
     gc.freeze()
 
 
-def on_starting(server):  # type: ignore[no-untyped-def]
+def on_starting(server: Any) -> None:
     """Drop the metrics files of processes that are gone (a previous run); keep live ones (a worker)."""
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if folder:
-        import glob
-
         os.makedirs(folder, exist_ok=True)
         for path in glob.glob(os.path.join(folder, "*_*.db")):
             pid = os.path.basename(path).rsplit("_", 1)[-1].removesuffix(".db")
@@ -81,9 +84,18 @@ def on_starting(server):  # type: ignore[no-untyped-def]
                 pass  # alive, another user's
 
 
-def child_exit(server, worker):  # type: ignore[no-untyped-def]
+def worker_exit(server: Any, worker: Any) -> None:
+    """Write the worker's last counts (receiver.metrics keeps them in memory for up to a second)."""
+    metrics = sys.modules.get("receiver.metrics")
+    if metrics is not None:
+        metrics.PENDING.flush()
+
+
+def child_exit(server: Any, worker: Any) -> None:
     """Drop a dead worker's live metrics (prometheus-client multiprocess mode)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Not at the top: this file is read by the master, and what the master imports the
+        # workers inherit before gevent patches them (see receiver/__init__.py).
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)

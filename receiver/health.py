@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app
 
 from .db import answering_within, first_read, get_db, get_session
+from .errors import answer
 from .migrate import current_and_head
 
 bp = Blueprint("health", __name__)
@@ -13,7 +14,7 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
     """Answer while the process runs."""
-    return jsonify({"status": "OK", "code": 200, "message": "up"}), 200
+    return answer(200, "up")
 
 
 @bp.get("/readyz")
@@ -26,20 +27,10 @@ def readyz() -> tuple[Response, int]:
         with answering_within(session, current_app.config["DB_WAIT_TIMEOUT"]):
             current, head = first_read(session, lambda: current_and_head(engine))
     except Exception as exc:  # any failure to reach the database means not ready
-        body = {
-            "status": "ERROR",
-            "code": 503,
-            "message": f"database unreachable: {type(exc).__name__}",
-        }
-        return jsonify(body), 503
+        return answer(503, f"database unreachable: {type(exc).__name__}")
     if current != head:
-        body = {
-            "status": "ERROR",
-            "code": 503,
-            "message": f"database at revision {current}, code expects {head}: run `receiver db upgrade`",
-        }
-        return jsonify(body), 503
-    return jsonify({"status": "OK", "code": 200, "message": "ready", "revision": head}), 200
+        return answer(503, f"database at revision {current}, code expects {head}: run `receiver db upgrade`")
+    return answer(200, "ready", revision=head)
 
 
 def init_app(app: Flask) -> None:

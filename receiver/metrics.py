@@ -1,5 +1,10 @@
 """Prometheus metrics (`/metrics`), correct under several gunicorn workers.
 
+A request's counts (requests, latency, webhooks by kind and outcome) are added up in this
+process's memory (`Pending`) and written to prometheus-client's counters and histograms each
+second, when the process has no request left in flight, before a scrape it answers, and when it
+exits: not a write and a lock in a shared file for every increment.
+
 Counters and histograms live in this process; with `PROMETHEUS_MULTIPROC_DIR` set (as the
 Procfile and `receiver run` do, before prometheus-client is imported) every process writes its
 samples to files there, and a scrape, whichever worker answers it, adds up all of them. The
@@ -11,9 +16,12 @@ the same whichever process answers and need no per-process bookkeeping.
 
 from __future__ import annotations
 
+import atexit
+import bisect
 import hmac
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -35,18 +43,22 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .errors import error_response
+from .ingest.payloads import URL_KINDS
+from .models import REPLAYABLE_RAW, RawEvent, RecordingState
+from .recordings import status as recordings_status
 
 if TYPE_CHECKING:
-    from .ingest.service import Outcome
+    from .ingest.store import Outcome
 
 log = logging.getLogger(__name__)
 
 REQUESTS = Counter("receiver_http_requests_total", "HTTP requests", ["endpoint", "method", "status"])
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 LATENCY = Histogram(
     "receiver_http_request_duration_seconds",
     "HTTP request duration (to the first byte of a streamed answer)",
     ["endpoint"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    buckets=_LATENCY_BUCKETS,
 )
 INGEST = Counter(
     "receiver_ingest_events_total",
@@ -54,6 +66,7 @@ INGEST = Counter(
     ["kind", "outcome"],
 )
 AUTH_FAILURES = Counter("receiver_auth_failures_total", "Failed webhook checks", ["source"])
+REPLAYS = Counter("receiver_replays_total", "Raw events replayed, by outcome", ["outcome"])
 WEBHOOKS = Counter(
     "receiver_webhooks_received_total",
     "Authenticated webhook requests stored, by source and kind of event (one for each kind it held)",
@@ -71,22 +84,106 @@ OUTCOMES = Counter(
     "New status reports of outbound messages stored (webhook or replay), by channel and canonical status",
     ["channel", "status"],
 )
-REPLAYS = Counter("receiver_replays_total", "Raw events replayed, by outcome", ["outcome"])
+_CHANNELS = frozenset({"sms", "whatsapp", "rcs", "viber"})
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_HOOK_KINDS = frozenset({"sms-status", "sms-inbound", "whatsapp", "rcs", "viber", "voice", "unsubscription"})
 
 
-_CHANNELS = frozenset({"sms", "whatsapp", "rcs", "viber"})
+class Pending:
+    """Counts and observations of this process not yet written to prometheus-client."""
+
+    FLUSH_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[Counter, tuple[str, ...]], float] = {}
+        self._observed: dict[tuple[str, ...], list[float]] = {}  # latency: bucket counts, then sum
+        self._latest: dict[tuple[Gauge, tuple[str, ...]], float] = {}  # gauges: the newest value
+        self._in_flight = 0
+        self._flusher_pid: int | None = None
+
+    def count(self, counter: Counter, *labels: str) -> None:
+        key = (counter, labels)
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0.0) + 1
+        self._start_flusher()
+
+    def set_latest(self, gauge: Gauge, value: float, *labels: str) -> None:
+        """A gauge's new value (such as a time), written at the next flush."""
+        with self._lock:
+            self._latest[(gauge, labels)] = value
+        self._start_flusher()
+
+    def observe_latency(self, endpoint: str, seconds: float) -> None:
+        index = bisect.bisect_left(_LATENCY_BUCKETS, seconds)  # len(buckets): +Inf
+        with self._lock:
+            row = self._observed.get((endpoint,))
+            if row is None:
+                row = self._observed[(endpoint,)] = [0.0] * (len(_LATENCY_BUCKETS) + 2)
+            row[index] += 1
+            row[-1] += seconds
+
+    def started(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+
+    def finished(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def idle(self) -> bool:
+        """Whether the request finishing is the only one in flight."""
+        return self._in_flight <= 1
+
+    def flush(self) -> None:
+        """Write every pending count to prometheus-client (its shared files, under gunicorn)."""
+        with self._lock:
+            counts, self._counts = self._counts, {}
+            observed, self._observed = self._observed, {}
+            latest, self._latest = self._latest, {}
+        for (gauge, labels), value in latest.items():
+            gauge.labels(*labels).set(value)
+        for (counter, labels), amount in counts.items():
+            counter.labels(*labels).inc(amount)
+        for labels, row in observed.items():
+            child = LATENCY.labels(*labels)
+            # prometheus-client's own histogram parts: a bucket's count and the sum, each added
+            # once a flush rather than once an observation.
+            for index, amount in enumerate(row[:-1]):
+                if amount:
+                    child._buckets[index].inc(amount)
+            child._sum.inc(row[-1])
+
+    def _start_flusher(self) -> None:
+        pid = os.getpid()
+        if self._flusher_pid == pid:
+            return
+        with self._lock:
+            if self._flusher_pid == pid:
+                return
+            self._flusher_pid = pid
+        threading.Thread(target=self._flush_each_second, name="metrics-flush", daemon=True).start()
+
+    def _flush_each_second(self) -> None:
+        while True:
+            time.sleep(self.FLUSH_SECONDS)
+            try:
+                self.flush()
+            except Exception:  # a full disk must not end the flushing for good
+                log.exception("metrics: could not write the counts")
+
+
+PENDING = Pending()
+atexit.register(PENDING.flush)
 
 
 def count_ingest(outcome: Outcome, source: str) -> None:
     """Count one stored request from an authenticated source under each kind it held."""
     kinds = set(outcome.kinds) or {None}
     for kind in kinds:
-        INGEST.labels(kind=kind or "unrecognised", outcome=outcome.outcome).inc()
-        WEBHOOKS.labels(source=source, kind=kind or "unrecognised").inc()
-    LAST_WEBHOOK.labels(source=source).set(time.time())
+        PENDING.count(INGEST, kind or "unrecognised", outcome.outcome)
+        PENDING.count(WEBHOOKS, source, kind or "unrecognised")
+    PENDING.set_latest(LAST_WEBHOOK, time.time(), source)
     count_statuses(outcome)
 
 
@@ -94,13 +191,13 @@ def count_statuses(outcome: Outcome) -> None:
     """Count the new status reports a request stored, by channel and canonical status."""
     for channel, status in outcome.statuses:
         # The channel comes from the payload: anything unexpected shares one label value.
-        OUTCOMES.labels(channel=channel if channel in _CHANNELS else "other", status=status).inc()
+        PENDING.count(OUTCOMES, channel if channel in _CHANNELS else "other", status)
 
 
 def _count_rejected() -> None:
     """A webhook refused before anything was stored (401, 404, 413, 503...): outcome `rejected`."""
     kind = (request.view_args or {}).get("kind")
-    INGEST.labels(kind=kind if kind in _HOOK_KINDS else "unknown", outcome="rejected").inc()
+    PENDING.count(INGEST, kind if kind in URL_KINDS else "unknown", "rejected")
 
 
 class DatabaseCollector(Collector):
@@ -120,27 +217,14 @@ class DatabaseCollector(Collector):
             log.warning("metrics: job queue unavailable (%s)", type(exc).__name__)
 
     def _from_database(self) -> Iterator[Metric]:
-        from .models import RawEvent, RawState, Recording, RecordingState
-
-        waiting = [s for s in RecordingState if s not in (RecordingState.stored, RecordingState.failed)]
-        replayable = [RawState.pending, RawState.quarantined]
         engine = self.app.extensions["receiver.db"].engine
         with engine.connect() as connection:
-            recordings = dict(
-                connection.execute(
-                    sa.select(Recording.state, sa.func.count()).group_by(Recording.state)
-                ).all()
-            )
-            oldest = connection.execute(
-                sa.select(Recording.created_at)
-                .where(Recording.state.in_(waiting))
-                .order_by(Recording.created_at)
-                .limit(1)
-            ).scalar()
+            recordings = recordings_status.counts(connection)
+            oldest = recordings_status.oldest_waiting(connection)
             raw = dict(
                 connection.execute(
                     sa.select(RawEvent.state, sa.func.count())
-                    .where(RawEvent.state.in_(replayable))
+                    .where(RawEvent.state.in_(REPLAYABLE_RAW))
                     .group_by(RawEvent.state)
                 ).all()
             )
@@ -157,7 +241,7 @@ class DatabaseCollector(Collector):
         events = GaugeMetricFamily(
             "receiver_raw_events_waiting", "Raw events waiting for replay", labels=["state"]
         )
-        for raw_state in replayable:
+        for raw_state in REPLAYABLE_RAW:
             events.add_metric([raw_state.value], raw.get(raw_state, 0))
         yield events
 
@@ -194,6 +278,7 @@ def metrics_view() -> Response | tuple[Response, int]:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             return error_response(401, "missing or invalid metrics token")
+    PENDING.flush()
     shared = CollectorRegistry()
     shared.register(DatabaseCollector(current_app._get_current_object()))  # type: ignore[attr-defined]
     payload = generate_latest(_process_registry()) + generate_latest(shared)
@@ -206,19 +291,27 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def start_timer() -> None:
         g.metrics_start = time.perf_counter()
+        PENDING.started()
 
     @app.after_request
     def record(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         method = request.method if request.method in _METHODS else "other"
-        REQUESTS.labels(endpoint=endpoint, method=method, status=response.status_code).inc()
+        PENDING.count(REQUESTS, endpoint, method, str(response.status_code))
         started = g.get("metrics_start")
         if started is not None:
-            LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+            PENDING.observe_latency(endpoint, time.perf_counter() - started)
         if (
             request.endpoint == "hooks.receive"
             and response.status_code >= 400
             and response.status_code != 422
         ):
             _count_rejected()
+        if PENDING.idle():  # quiet: written now, so that a scrape of any worker has them all
+            PENDING.flush()
         return response
+
+    @app.teardown_request
+    def finish(_exc: BaseException | None) -> None:
+        if "metrics_start" in g:
+            PENDING.finished()

@@ -32,11 +32,13 @@ import time
 from typing import Any
 from urllib.parse import unquote_plus
 
+import gevent
 from gunicorn import util
 from gunicorn.http.errors import ParseException
 from gunicorn.workers.ggevent import GeventWorker
 from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 
+from . import answers
 from .credentials import CREDENTIAL_HEADERS, REDACTED, is_credential
 
 # Query parameters (which carry credentials: receiver.credentials), and headers that do.
@@ -110,9 +112,7 @@ def _status_of(answer: bytes) -> tuple[int, str]:
 
 def json_error(code: int, reason: str) -> bytes:
     """A whole HTTP/1.1 error answer with a JSON body; the connection is closed after it."""
-    body = json.dumps(
-        {"status": "ERROR", "code": code, "message": _MESSAGES.get(code, reason.lower())}
-    ).encode()
+    body = json.dumps(answers.body(code, _MESSAGES.get(code, reason.lower()))).encode()
     head = (
         f"HTTP/1.1 {code} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
@@ -183,6 +183,7 @@ class _GuardedInput:
             return self._timed(read, *args)
         except ParseException as exc:
             self.spoiled = True
+            # werkzeug, as the app, only in a worker, never in the master (see the module's docstring).
             from werkzeug.exceptions import BadRequest
 
             raise BadRequest(f"the request body is malformed: {type(exc).__name__}") from None
@@ -190,8 +191,6 @@ class _GuardedInput:
     def _timed(self, read: Any, *args: Any) -> Any:
         if self.deadline is None:
             return read(*args)
-        import gevent
-
         left = self.deadline - time.monotonic()
         timer = gevent.Timeout(max(left, 0.001))
         timer.start()
@@ -201,6 +200,7 @@ class _GuardedInput:
             if exc is not timer:
                 raise
             self.spoiled = True
+            # As BadRequest above: in a worker only.
             from werkzeug.exceptions import RequestTimeout
 
             raise RequestTimeout("the request body did not arrive in time") from None
@@ -208,13 +208,13 @@ class _GuardedInput:
             timer.cancel()
 
     def read(self, size: int | None = None) -> bytes:
-        return self._within_deadline(self.stream.read, size)  # type: ignore[no-any-return]
+        return self._within_deadline(self.stream.read, size)
 
     def readline(self, size: int | None = None) -> bytes:
-        return self._within_deadline(self.stream.readline, size)  # type: ignore[no-any-return]
+        return self._within_deadline(self.stream.readline, size)
 
     def readlines(self, hint: int | None = None) -> list[bytes]:
-        return self._within_deadline(self.stream.readlines, hint)  # type: ignore[no-any-return]
+        return self._within_deadline(self.stream.readlines, hint)
 
     def __iter__(self) -> Any:
         while True:

@@ -1,11 +1,20 @@
-"""Service: webhook sources and API keys. Owns its transactions."""
+"""Service: webhook sources and API keys. Owns its transactions.
+
+A webhook's checks read its source through `SourceCache`: a source is read from the database at
+most once every SOURCE_CACHE_SECONDS (2 by default) in each process, so a secret's rotation or a
+source's removal takes effect within that time everywhere.
+"""
 
 from __future__ import annotations
 
 import re
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -18,6 +27,16 @@ from .models import ApiKey, ApiScope, Source
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 # A rotated secret's grace period: at most a year (a longer one is hardly a rotation).
 MAX_GRACE_HOURS = 24 * 365
+
+
+# Sources changed by this process (added, rotated, removed): its cached sources are stale at once,
+# where other processes' expire within SOURCE_CACHE_SECONDS.
+_changes = 0
+
+
+def _changed() -> None:
+    global _changes
+    _changes += 1
 
 
 class SourceError(Exception):
@@ -64,6 +83,7 @@ def add_source(
             session.add(source)
     except IntegrityError:
         raise SourceError(f"a source named {name!r} exists already") from None
+    _changed()
     return Credentials(name, secret)
 
 
@@ -90,6 +110,7 @@ def rotate_source(session: orm.Session, name: str, *, grace: timedelta) -> Crede
         source.previous_secret_expires_at = now + grace
         source.secret_digest = keys.digest(secret)
         source.rotated_at = now
+    _changed()
     return Credentials(name, secret)
 
 
@@ -99,9 +120,78 @@ def remove_source(session: orm.Session, name: str) -> None:
         result = session.execute(sa.delete(Source).where(Source.name == name))
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise SourceError(f"no source named {name!r}")
+    _changed()
 
 
-def secret_accepted(source: Source, secret: str | None, now: datetime) -> bool:
+@dataclass(frozen=True)
+class SourceKeys:
+    """What a webhook's checks need of a source, as read from the database."""
+
+    id: int
+    name: str
+    secret_digest: str
+    previous_secret_digest: str | None
+    previous_secret_expires_at: datetime | None
+    validation_key_digest: str | None
+    signing_key: str | None
+
+
+_SOURCES = cast(sa.Table, Source.__table__)
+_SOURCE_KEYS = sa.select(*(_SOURCES.c[name] for name in SourceKeys.__dataclass_fields__)).where(
+    _SOURCES.c.name == sa.bindparam("name")
+)
+
+
+def read_source_keys(connection: sa.Connection, name: str) -> SourceKeys | None:
+    row = connection.execute(_SOURCE_KEYS, {"name": name}).one_or_none()
+    return None if row is None else SourceKeys(**row._mapping)
+
+
+class SourceCache:
+    """Sources by name (and names of none) as read at most `seconds` ago, in this process.
+
+    At most `size` names are kept: a flood of made-up names empties the cache rather than
+    growing it.
+    """
+
+    def __init__(self, seconds: float, size: int = 1024) -> None:
+        self.seconds = seconds
+        self.size = size
+        self._entries: dict[str, tuple[float, SourceKeys | None]] = {}
+        self._lock = threading.Lock()
+        self._reading: dict[str, threading.Event] = {}
+        self._changes = _changes
+
+    def get(self, name: str, read: Callable[[str], SourceKeys | None]) -> SourceKeys | None:
+        """The source named `name`, from `read` when not read within `seconds`. One read a name
+        at a time: requests that find it expired meanwhile wait for that read's answer."""
+        while True:
+            with self._lock:
+                if self._changes != _changes:
+                    self._entries.clear()
+                    self._changes = _changes
+                entry = self._entries.get(name)
+                if entry is not None and entry[0] > time.monotonic():
+                    return entry[1]
+                under_way = self._reading.get(name)
+                if under_way is None:
+                    under_way = self._reading[name] = threading.Event()
+                    break
+            under_way.wait()  # then it is fresh, or the read failed and this request tries
+        try:
+            found = read(name)
+            with self._lock:
+                if len(self._entries) >= self.size:
+                    self._entries.clear()
+                self._entries[name] = (time.monotonic() + self.seconds, found)
+            return found
+        finally:
+            with self._lock:
+                del self._reading[name]
+            under_way.set()
+
+
+def secret_accepted(source: SourceKeys, secret: str | None, now: datetime) -> bool:
     """Whether `secret` is the source's current one, or its previous one within the grace period."""
     if keys.matches(secret, source.secret_digest):
         return True
@@ -109,12 +199,13 @@ def secret_accepted(source: Source, secret: str | None, now: datetime) -> bool:
     return expires is not None and now < expires and keys.matches(secret, source.previous_secret_digest)
 
 
-def count_auth_failure(session: orm.Session, source_id: int) -> None:
-    """Add one to the source's failed-check counter (a single atomic UPDATE)."""
-    with session.begin():
-        session.execute(
-            sa.update(Source).where(Source.id == source_id).values(auth_failures=Source.auth_failures + 1)
-        )
+def count_auth_failure(connection: sa.Connection, source_id: int) -> None:
+    """Add one to the source's failed-check counter (a single atomic UPDATE; the caller commits)."""
+    connection.execute(
+        sa.update(_SOURCES)
+        .where(_SOURCES.c.id == source_id)
+        .values(auth_failures=_SOURCES.c.auth_failures + 1)
+    )
 
 
 def create_api_key(session: orm.Session, name: str, scope: ApiScope = ApiScope.read) -> str:

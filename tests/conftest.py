@@ -16,7 +16,8 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from receiver import create_app, migrate
-from receiver.db import Database, make_engine
+from receiver.db import Database
+from receiver.engine import make_engine
 from receiver.models import ApiScope, Base
 from receiver.sources import add_source, create_api_key
 

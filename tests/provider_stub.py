@@ -81,10 +81,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: ProviderStub
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         parts = urlsplit(self.path)
         with self.server.lock:
             self.server.hits[parts.path] += 1

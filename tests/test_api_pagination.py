@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from receiver.api import queries
+from receiver.api import cursors, queries
 from tests import factories
 from tests.payloads import sms
 
@@ -141,13 +141,13 @@ def test_tampered_cursor_is_422(app, api, change):
 def test_cursor_round_trip_and_refusals():
     filters = {"mobile": "91", "since": factories.T0}
     position = (factories.T0, "id-1")
-    cursor = queries.encode_cursor(queries.MESSAGES, filters, position)
-    assert queries.decode_cursor(queries.MESSAGES, filters, cursor) == position
-    with pytest.raises(queries.CursorError):
-        queries.decode_cursor(queries.MESSAGES, {"mobile": "92", "since": factories.T0}, cursor)
-    with pytest.raises(queries.CursorError):
-        queries.decode_cursor(queries.INBOUND, filters, cursor)
-    call_cursor = queries.encode_cursor(queries.CALLS, {}, (None, 5))
-    assert queries.decode_cursor(queries.CALLS, {}, call_cursor) == (None, 5)
-    with pytest.raises(queries.CursorError):  # a NULL only where the key may be NULL
-        queries.decode_cursor(queries.MESSAGES, {}, queries.encode_cursor(queries.MESSAGES, {}, (None, "x")))
+    cursor = cursors.encode_cursor(queries.MESSAGES, filters, position)
+    assert cursors.decode_cursor(queries.MESSAGES, filters, cursor) == position
+    with pytest.raises(cursors.CursorError):
+        cursors.decode_cursor(queries.MESSAGES, {"mobile": "92", "since": factories.T0}, cursor)
+    with pytest.raises(cursors.CursorError):
+        cursors.decode_cursor(queries.INBOUND, filters, cursor)
+    call_cursor = cursors.encode_cursor(queries.CALLS, {}, (None, 5))
+    assert cursors.decode_cursor(queries.CALLS, {}, call_cursor) == (None, 5)
+    with pytest.raises(cursors.CursorError):  # a NULL only where the key may be NULL
+        cursors.decode_cursor(queries.MESSAGES, {}, cursors.encode_cursor(queries.MESSAGES, {}, (None, "x")))

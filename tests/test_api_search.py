@@ -266,7 +266,7 @@ def test_a_blank_number_is_refused_not_looked_up(api, path, field):
 
 
 def test_the_openapi_document_says_which_numbers_are_blank(app, api):
-    spec = app.extensions["receiver.api"].spec.to_dict()
+    spec = app.test_client().get("/api/v1/openapi.json").get_json()
     (number,) = spec["paths"]["/api/v1/opt-outs/check"]["get"]["parameters"]
     pattern = re.compile(number["schema"]["pattern"])
     for blank in ("\x0b", " \t "):

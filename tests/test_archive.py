@@ -14,7 +14,8 @@ import sqlalchemy as sa
 
 from receiver import migrate
 from receiver.archive import LocalDestination, export_archive, import_archive, prune
-from receiver.archive.format import ArchiveError, iter_lines
+from receiver.archive.format import ArchiveError
+from receiver.archive.jsonl import iter_lines
 from tests.archive_data import CUTOFF, DAY1, counts, seed, snapshot
 
 BEFORE = CUTOFF.strftime("%Y-%m-%d")
@@ -399,7 +400,8 @@ ADDED_IN_0002 = {
 def as_made_before_0002(archive: Path) -> None:
     """Rewrite a fresh archive as receiver wrote it at revision 0001: without the columns and the
     table 0002 added, every hash in the manifest recomputed (so it verifies)."""
-    from receiver.archive.format import HashingWriter, dumps, gzip_writer
+    from receiver.archive.format import dumps
+    from receiver.archive.jsonl import HashingWriter, gzip_writer
 
     manifest = manifest_of(archive)
     for path in sorted(manifest["files"]):

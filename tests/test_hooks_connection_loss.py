@@ -14,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from receiver import db
 from receiver.models import RawState
 
 from .conftest import raw_events, row_counts
@@ -71,7 +70,7 @@ def statement_errors(app: Flask) -> list[BaseException]:
 
 def test_an_idle_connection_is_pinged_and_replaced(hooks, app, admin, monkeypatch):
     """The ping finds the dead connection before any statement runs on it: no retry needed."""
-    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 0.0)
+    monkeypatch.setattr("receiver.engine.IDLE_PING_SECONDS", 0.0)
     assert hooks.post(sms(id="idle:1")).status_code == 200
     assert kill_app_connections(admin) >= 1
     errors = statement_errors(app)
@@ -87,7 +86,7 @@ def test_a_failed_ping_renews_the_whole_pool(hooks, api, app, admin, monkeypatch
     """After a restart every pooled connection is dead, including those used too recently to
     be pinged: the first failed ping renews them all. A CSV export (the key check's connection,
     then one of its own) shows it."""
-    monkeypatch.setattr(db, "IDLE_PING_SECONDS", 1.0)
+    monkeypatch.setattr("receiver.engine.IDLE_PING_SECONDS", 1.0)
     assert hooks.post(sms(id="pool:1")).status_code == 200
     engine = app.extensions["receiver.db"].engine
     first, second = engine.connect(), engine.connect()

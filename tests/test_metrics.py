@@ -240,3 +240,35 @@ def test_webhooks_through_gunicorn_are_counted_once(gunicorn, app, source_secret
         assert set(pool.map(post, range(30))) == {200}
     samples = _samples(httpx.get(f"{base}/metrics", timeout=10).text)
     assert _value(samples, "receiver_ingest_events_total", kind="sms-status", outcome="stored") == 30
+
+
+def test_latency_kept_in_memory_is_written_as_observing_would():
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from receiver import metrics
+
+    values = [0.0005, 0.001, 0.003, 0.05, 0.05, 0.7, 3.0, 9.0]
+    direct = Histogram(
+        "direct", "", ["endpoint"], buckets=metrics._LATENCY_BUCKETS, registry=CollectorRegistry()
+    )
+    pending = metrics.Pending()
+    for value in values:
+        direct.labels(endpoint="/flush-test").observe(value)
+        pending.observe_latency("/flush-test", value)
+    before = {
+        s.labels.get("le"): s.value
+        for s in metrics.LATENCY.collect()[0].samples
+        if s.labels["endpoint"] == "/flush-test"
+    }
+    assert before == {}  # nothing written before the flush
+
+    pending.flush()
+
+    def samples(histogram: Histogram) -> dict[tuple[str, str | None], float]:
+        return {
+            (s.name.rsplit("_", 1)[-1], s.labels.get("le")): s.value
+            for s in histogram.collect()[0].samples
+            if s.labels["endpoint"] == "/flush-test" and not s.name.endswith("_created")
+        }
+
+    assert samples(metrics.LATENCY) == samples(direct)

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from receiver import migrate
-from receiver.db import make_engine
+from receiver.engine import make_engine
 from tests.conftest import _postgres_database
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -16,12 +16,15 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from receiver import register_jobs
 from receiver.db import utcnow
 from receiver.models import Recording, RecordingState
-from receiver.recordings.download import Result, backoff, numbers_match, sniff_audio
+from receiver.recordings.audio import sniff_audio
+from receiver.recordings.download import Result, backoff
+from receiver.recordings.fallback import numbers_match
 from receiver.recordings.files import storage_path
+from receiver.recordings.jobs import get_jobs
 from receiver.recordings.sweep import sweep
-from receiver.tasks import Jobs, get_jobs
 from tests.provider_stub import ProviderStub, recording_row, voice_record
 
 
@@ -47,7 +50,7 @@ def settings(settings: dict[str, Any], stub: ProviderStub) -> dict[str, Any]:
 def configure(app: Flask, **values: Any) -> None:
     """Change settings of the app's jobs before its first job runs."""
     app.config.update(values)
-    app.extensions["receiver.jobs"] = Jobs(app)
+    register_jobs(app)
 
 
 def post_call(hooks: Any, record: dict[str, Any]) -> int:

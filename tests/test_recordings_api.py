@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from receiver.models import Recording, RecordingState
-from receiver.tasks import get_jobs
+from receiver.recordings.jobs import get_jobs
 from tests.provider_stub import ProviderStub, voice_record
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from receiver.fetcher import Fetcher, HTTPStatus, Policy, Refused, address_refusal, check_url
+from receiver.fetcher import Fetcher, FetchPolicy, HTTPStatus, Refused, address_refusal, check_url
 from receiver.provider import (
     ProviderAuthError,
     ProviderClient,
@@ -22,7 +22,7 @@ from receiver.provider import (
 from tests.provider_stub import ProviderStub, fake_audio
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-LOCAL = Policy(allow_http=True, allow_private=True, timeout=5)
+LOCAL = FetchPolicy(allow_http=True, allow_private=True, timeout=5)
 
 
 @pytest.fixture
@@ -33,19 +33,19 @@ def stub() -> Iterator[ProviderStub]:
 
 def test_only_https_unless_http_is_allowed():
     with pytest.raises(Refused, match="https only"):
-        check_url("http://recordings.example.com/a.mp3", Policy())
+        check_url("http://recordings.example.com/a.mp3", FetchPolicy())
     with pytest.raises(Refused, match="https only"):
-        check_url("file:///etc/passwd", Policy(allow_http=True))
+        check_url("file:///etc/passwd", FetchPolicy(allow_http=True))
     with pytest.raises(Refused, match="credentials"):
-        check_url("https://user:pw@recordings.example.com/a.mp3", Policy())
+        check_url("https://user:pw@recordings.example.com/a.mp3", FetchPolicy())
     assert (
-        check_url("http://recordings.example.com/a.mp3", Policy(allow_http=True)).host
+        check_url("http://recordings.example.com/a.mp3", FetchPolicy(allow_http=True)).host
         == "recordings.example.com"
     )
 
 
 def test_allowed_hosts_are_patterns():
-    policy = Policy(allowed_hosts=("*.s3.amazonaws.com", "recordings.mobtexting.com"))
+    policy = FetchPolicy(allowed_hosts=("*.s3.amazonaws.com", "recordings.mobtexting.com"))
     check_url("https://bucket.s3.amazonaws.com/x.mp3?X-Amz-Expires=3600", policy)
     check_url("https://RECORDINGS.mobtexting.com./x.mp3", policy)
     with pytest.raises(Refused, match="DOWNLOAD_ALLOWED_HOSTS"):
@@ -58,14 +58,14 @@ def test_allowed_hosts_are_patterns():
      "::ffff:127.0.0.1", "0.0.0.0", "100.64.0.1"],
 )  # fmt: skip
 def test_private_loopback_and_link_local_addresses_are_refused(address):
-    assert address_refusal(address, Policy()) is not None
-    assert address_refusal(address, Policy(allow_private=True)) is None
+    assert address_refusal(address, FetchPolicy()) is not None
+    assert address_refusal(address, FetchPolicy(allow_private=True)) is None
 
 
 def test_cloud_metadata_is_refused_even_when_private_addresses_are_allowed():
     for address in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200"):
-        assert "metadata" in address_refusal(address, Policy(allow_private=True))
-    assert address_refusal("93.184.216.34", Policy()) is None
+        assert "metadata" in address_refusal(address, FetchPolicy(allow_private=True))
+    assert address_refusal("93.184.216.34", FetchPolicy()) is None
 
 
 # Teredo keeps the client's IPv4 address inverted in the last 32 bits (127.0.0.1, 169.254.169.254).
@@ -89,9 +89,9 @@ TEREDO_METADATA = "2001:0:4136:e378:8000:63bf:5601:5601"
     ],
 )
 def test_ipv6_forms_of_a_refused_ipv4_address_are_refused(address):
-    reason = address_refusal(address, Policy())
+    reason = address_refusal(address, FetchPolicy())
     assert reason is not None
-    assert address_refusal(address, Policy(allow_private=True)) is None
+    assert address_refusal(address, FetchPolicy(allow_private=True)) is None
 
 
 @pytest.mark.parametrize(
@@ -109,17 +109,17 @@ def test_ipv6_forms_of_a_refused_ipv4_address_are_refused(address):
     ],
 )
 def test_ipv6_forms_of_the_metadata_address_are_refused_even_with_allow_private(address):
-    assert "metadata" in address_refusal(address, Policy(allow_private=True))
+    assert "metadata" in address_refusal(address, FetchPolicy(allow_private=True))
 
 
 @pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8", "2606:4700::1"])
 def test_ipv6_forms_of_a_public_ipv4_address_are_allowed(address):
     """An IPv6-only network reaches IPv4 hosts through DNS64/NAT64: public ones stay reachable."""
-    assert address_refusal(address, Policy()) is None
+    assert address_refusal(address, FetchPolicy()) is None
 
 
 def test_a_loopback_url_is_refused_at_connect_time_without_allow_private(stub, tmp_path):
-    fetcher = Fetcher(Policy(allow_http=True, timeout=5))
+    fetcher = Fetcher(FetchPolicy(allow_http=True, timeout=5))
     with pytest.raises(Refused, match="loopback"):
         fetcher.fetch(f"{stub.url}/audio/ok/a", tmp_path, 10**6)
     with pytest.raises(Refused, match="loopback"):  # a name that resolves to loopback, too
@@ -134,7 +134,7 @@ def test_redirects_are_followed_and_checked_the_same_way(stub, tmp_path):
     )
     assert fetched.path.read_bytes() == stub.audio_for("/audio/ok/target")
 
-    only_stub_host = Policy(allow_http=True, allow_private=True, allowed_hosts=("127.0.0.1",))
+    only_stub_host = FetchPolicy(allow_http=True, allow_private=True, allowed_hosts=("127.0.0.1",))
     with pytest.raises(Refused, match="DOWNLOAD_ALLOWED_HOSTS"):
         Fetcher(only_stub_host).fetch(
             f"{stub.url}/audio/redirect/r?to=http://localhost:{stub.server_address[1]}/audio/ok/x",
@@ -142,7 +142,7 @@ def test_redirects_are_followed_and_checked_the_same_way(stub, tmp_path):
             10**6,
         )
     with pytest.raises(Refused, match="https only"):
-        Fetcher(Policy(allow_private=True, allow_http=True)).fetch(
+        Fetcher(FetchPolicy(allow_private=True, allow_http=True)).fetch(
             f"{stub.url}/audio/redirect/r?to=ftp://127.0.0.1/x", tmp_path, 10**6
         )
     assert stub.hits["/audio/ok/x"] == 0
@@ -162,7 +162,7 @@ def test_a_slow_url_beyond_the_timeout_is_a_transient_error(stub, tmp_path):
     stub.slow_seconds = 10.0
     started = time.monotonic()
     with pytest.raises(Exception) as excinfo:
-        Fetcher(Policy(allow_http=True, allow_private=True, timeout=0.2)).fetch(
+        Fetcher(FetchPolicy(allow_http=True, allow_private=True, timeout=0.2)).fetch(
             f"{stub.url}/audio/slow/s", tmp_path, 10**6
         )
     assert excinfo.value.transient and "timed out" in str(excinfo.value)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from receiver.fetcher import Fetcher, Network, Policy
+from receiver.fetcher import Fetcher, FetchPolicy, Network
 from tests.provider_stub import ProviderStub, fake_audio
 
 
@@ -41,7 +41,7 @@ def localhost_stub(ca: trustme.CA) -> Iterator[ProviderStub]:
 
 def fetcher(ca_bundle: str | None) -> Fetcher:
     # localhost is a loopback address: private addresses allowed, as in every local test.
-    return Fetcher(Policy(allow_private=True, timeout=5, ca_bundle=ca_bundle))
+    return Fetcher(FetchPolicy(allow_private=True, timeout=5, ca_bundle=ca_bundle))
 
 
 def test_an_https_recording_is_fetched_through_the_checked_address(localhost_stub, ca_bundle, tmp_path: Path):

@@ -18,7 +18,7 @@ import redis
 import sqlalchemy as sa
 
 from receiver.models import Recording, RecordingState
-from receiver.tasks import get_jobs
+from receiver.recordings.jobs import get_jobs
 from tests.provider_stub import ProviderStub, recording_row, voice_record, worker_env
 
 pytestmark = pytest.mark.slow

@@ -150,15 +150,17 @@ def check_receiver(url: str, answers: list[Answer], connections: int) -> dict[st
     return report
 
 
-def check_naive(url: str, answers: list[Answer], connections: int) -> dict[str, Any]:
+def check_naive(
+    url: str, answers: list[Answer], connections: int, table: str = "naive_hooks"
+) -> dict[str, Any]:
     """The naive app: every acknowledged row is there; resent reports are kept twice."""
     acked_ids = {int(a.ids) for a in answers if a.status in ACKED and a.ids}
     engine = sa.create_engine(url)
     with engine.connect() as db:
-        ids = set(db.execute(sa.text("SELECT id FROM naive_hooks")).scalars())
+        ids = set(db.execute(sa.text(f"SELECT id FROM {table}")).scalars())
         resent_kept = db.execute(
             sa.text(
-                "SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM naive_hooks"
+                f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {table}"
                 " GROUP BY body HAVING count(*) > 1) AS d"
             )
         ).scalar_one()

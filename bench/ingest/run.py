@@ -46,7 +46,7 @@ REPO = HERE.parents[1]
 BIN = Path(sys.executable).parent
 SOURCE = "bench"
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-APPS = {"bare": "bare_app:app", "naive": "naive_app:app", "receiver": "wsgi:app"}
+APPS = {"bare": "bare_app:app", "naive": "naive_app:app", "plain": "plain_app:app", "receiver": "wsgi:app"}
 
 
 def log(message: str) -> None:
@@ -147,9 +147,9 @@ def prepare(app: str, url: str, env: dict[str, str], secret: str) -> None:
         subprocess.run(  # type: ignore[call-overload]
             [str(BIN / "receiver"), "sources", "add", SOURCE, "--secret", secret], **run
         )
-    elif app == "naive":
+    elif app in ("naive", "plain"):
         subprocess.run(
-            [sys.executable, str(HERE / "naive_app.py")],
+            [sys.executable, str(HERE / f"{app}_app.py")],
             cwd=REPO,
             env={**env, "DATABASE_URL": url},
             check=True,
@@ -411,12 +411,13 @@ def bench_app(
     name = f"{app}-paced" if paced else app
     secret = secrets.token_urlsafe(24)
     runs = workdir / kind / f"{name}-{round_no}"
+    env = {**env, "PLAIN_SECRET": secret}
     with database(kind, f"{name}_{round_no}".replace("-", "_"), workdir) as url:
         prepare(app, url, env, secret)
         port = free_port()
         with server(app, url, env, workdir, port) as process:
             load = {
-                "mode": "mix",
+                "mode": args.mode,
                 "secret": secret,
                 "connections": args.connections,
                 "server_pgid": process.pid,
@@ -431,8 +432,8 @@ def bench_app(
         if app == "receiver":
             # Each of the two wrk runs may end with one request a connection on the wire.
             check = checks.check_receiver(url, answers, 2 * args.connections)
-        elif app == "naive":
-            check = checks.check_naive(url, answers, 2 * args.connections)
+        elif app in ("naive", "plain"):
+            check = checks.check_naive(url, answers, 2 * args.connections, table=f"{app}_hooks")
         else:
             check = {"ok": True, "note": "stores nothing"}
     result = summarise(main)
@@ -544,7 +545,7 @@ def markdown(results: dict[str, Any]) -> str:
         for app, r in closed.get("summary", {}).items():
             if app == "bare":
                 verdict = "stores nothing"
-            elif app == "naive":
+            elif app in ("naive", "plain"):
                 verdict = f"{'ok' if r['ok'] else 'FAILED'}: lost {r['lost']}"
                 verdict += f", resent reports kept twice {r['resent_kept_twice']}"
             else:
@@ -603,6 +604,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
+        "--mode", default="mix", choices=["mix", "burst"], help="burst: unique SMS reports only"
+    )
+    parser.add_argument(
         "--no-keepalive", action="store_true", help="a new connection per request, as a sender without a pool"
     )
     parser.add_argument("--rounds", type=int, default=2, help="app sequences, interleaved; medians reported")
@@ -634,6 +638,7 @@ def main() -> None:
         "settings": {
             "duration_s": args.duration,
             "connections": args.connections,
+            "mode": args.mode,
             "rounds": args.rounds,
             "keepalive": not args.no_keepalive,
             "paced_rate": args.paced_rate,

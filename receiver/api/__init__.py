@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
-from . import hooks, messages
+from . import calls, contacts, docs, events, hooks, inbound, messages, opt_outs, recordings, stats
 from .schemas import ErrorSchema
 
 
@@ -22,8 +22,6 @@ def register_blueprints(app: Flask) -> None:
     app.config.setdefault("OPENAPI_VERSION", "3.0.3")
     app.config.setdefault("OPENAPI_URL_PREFIX", "/api/v1")
     app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
-    from . import calls, docs, events, inbound  # the rest of the read API and its page
-
     docs.init_docs(app)
     api = ReceiverApi(app)
     api.spec.components.security_scheme(
@@ -38,10 +36,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(inbound.blp, url_prefix="/api/v1/inbound")
     api.register_blueprint(calls.blp, url_prefix="/api/v1/calls")
     api.register_blueprint(events.blp, url_prefix="/api/v1/events")
-    from . import contacts, opt_outs, recordings, stats  # recordings: the list and /<id>/audio
-
     api.register_blueprint(recordings.blp, url_prefix="/api/v1/recordings")
     api.register_blueprint(opt_outs.blp, url_prefix="/api/v1/opt-outs")
     api.register_blueprint(contacts.blp, url_prefix="/api/v1/contacts")
     api.register_blueprint(stats.blp, url_prefix="/api/v1/stats")
-    app.extensions["receiver.api"] = api

@@ -14,11 +14,11 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 
 from ..models import MAX_ID, RawState, RecordingState, Status
 from ..numbers import canonical
-from . import queries
+from . import cursors, queries
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-CHANNELS = ("sms", "whatsapp", "rcs", "viber")
+MESSAGE_CHANNELS = ("sms", "whatsapp", "rcs", "viber")
 
 
 # PostgreSQL text cannot hold NUL; such a value can match nothing, so it is refused up front.
@@ -34,7 +34,7 @@ def _not_blank(value: str) -> None:
         raise ValidationError("Must not be blank.")
 
 
-def Text(max_length: int, description: str) -> fields.String:  # noqa: N802 (a field factory)
+def Text(max_length: int, description: str) -> fields.String:
     """An exact-match text filter."""
     return fields.String(
         validate=[validate.Length(min=1, max=max_length), _NO_NUL],
@@ -144,10 +144,9 @@ class ListArgsSchema(Schema):
         data["after"] = None
         if cursor is not None:
             try:
-                data["after"] = queries.decode_cursor(self.listing, data["filters"], cursor)
-            except queries.CursorError as exc:
+                data["after"] = cursors.decode_cursor(self.listing, data["filters"], cursor)
+            except cursors.CursorError as exc:
                 raise ValidationError(str(exc), "cursor") from None
-        data["cursor_given"] = cursor is not None
         return data
 
 
@@ -157,7 +156,7 @@ class MessageArgsSchema(ListArgsSchema):
     mobile = Number(64, "The recipient's number.")
     status = fields.Enum(Status, metadata={"description": "Canonical status."})
     provider_status = Text(255, "The provider's own status code, exactly, e.g. DNDNUMB or delivered.")
-    channel = fields.String(validate=validate.OneOf(CHANNELS))
+    channel = fields.String(validate=validate.OneOf(MESSAGE_CHANNELS))
     custom = Text(255, "The `custom` reference given when sending.")
     source = Text(64, "The receiver source (webhook) it came through.")
     operator = Text(255, "The operator, exactly as the provider names it, e.g. Jio.")
@@ -169,7 +168,7 @@ class InboundArgsSchema(ListArgsSchema):
     listing = queries.INBOUND
 
     to = Number(128, "The number, keyword line or bot it was sent to.")
-    channel = fields.String(validate=validate.OneOf(CHANNELS))
+    channel = fields.String(validate=validate.OneOf(MESSAGE_CHANNELS))
     source = Text(64, "The receiver source (webhook) it came through.")
 
     class Meta(ListArgsSchema.Meta):

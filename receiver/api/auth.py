@@ -17,18 +17,16 @@ def require_api_key() -> None:
     """Refuse the request unless it carries a live API key as a Bearer token, and one of scope
     `operate` if it writes (401 without a key, 403 for a read key)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    # The request's session: a view that reads goes on in this transaction, on the same pooled
+    # connection (one checkout a request); one that writes hands a session of its own to the
+    # service, which owns its transaction.
     session = get_session()
     scope = None
     if scheme.lower() == "bearer":
         scope = first_read(session, lambda: api_key_scope(session, token.strip()))
-    writes = request.method not in _READS
-    if writes:
-        # A view that writes (a replay) runs transactions of its own. One that reads goes on in
-        # this one, on the same pooled connection: one checkout a request.
-        session.rollback()
     if scope is None:
         raise Unauthorized("missing, invalid or revoked API key")
-    if writes and scope != ApiScope.operate:
+    if request.method not in _READS and scope != ApiScope.operate:
         raise Forbidden(f"this API key may only read; {request.method} needs a key of scope operate")
 
 

@@ -9,17 +9,14 @@ from marshmallow import RAISE
 
 from ..db import get_session
 from ..errors import NotFound
-from ..models import Call, Recording
-from . import queries, rows
+from ..models import Call
+from . import queries, resources
 from .args import CallArgsSchema
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, list_or_export, valid_id
 from .schemas import CallDetailSchema, CallPageSchema
 
 blp = protected_blueprint("calls", __name__, "Voice calls (outbound dialling, click-to-call) and recordings")
-call_rows = rows.Resource(
-    CallDetailSchema(), Call, recordings=rows.Nest(Recording.call_id, order=(Recording.id,))
-)
 
 
 @blp.route("")
@@ -29,7 +26,7 @@ call_rows = rows.Resource(
 @documented(blp)
 def list_calls(args: dict[str, Any]) -> Response:
     """List calls, newest first by start (calls without a start time first), or export them as CSV."""
-    return list_or_export(queries.CALLS, args, call_rows)
+    return list_or_export(queries.CALLS, args, resources.CALL)
 
 
 @blp.route("/<int:call_id>")
@@ -37,7 +34,7 @@ def list_calls(args: dict[str, Any]) -> Response:
 @documented(blp, not_found="no such call")
 def get_call(call_id: int) -> Response:
     """Return one call with its recordings."""
-    call = call_rows.one(get_session(), Call.id == valid_id(call_id, "call"))
+    call = resources.CALL.one(get_session(), Call.id == valid_id(call_id, "call"))
     if call is None:
         raise NotFound(f"no call {call_id}")
     return jsonify(call)

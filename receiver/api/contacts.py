@@ -7,15 +7,13 @@ from typing import Any
 from flask import Response
 from marshmallow import RAISE
 
-from ..models import ContactEvent
-from . import queries, rows
+from . import queries, resources
 from .args import ContactArgsSchema
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, list_or_export
-from .schemas import ContactEventPageSchema, ContactEventSchema
+from .schemas import ContactEventPageSchema
 
 blp = protected_blueprint("contacts", __name__, "Contacts created or updated in the provider's contact book")
-contact_rows = rows.Resource(ContactEventSchema(), ContactEvent)
 
 
 @blp.route("")
@@ -25,4 +23,4 @@ contact_rows = rows.Resource(ContactEventSchema(), ContactEvent)
 @documented(blp)
 def list_contacts(args: dict[str, Any]) -> Response:
     """List contact events, newest first (by arrival), or export them as CSV."""
-    return list_or_export(queries.CONTACTS, args, contact_rows)
+    return list_or_export(queries.CONTACTS, args, resources.CONTACT)

@@ -26,7 +26,7 @@ from flask import Response
 from marshmallow import Schema, fields
 
 from . import queries
-from .schemas import UTCDateTime
+from .schemas import UTCDateTimeField
 
 BATCH_ROWS = 1000
 # What makes a spreadsheet read a cell as a formula; and the quote that marks the cell as text.
@@ -89,7 +89,7 @@ def csv_columns(schema: Schema, model: type[Any], dialect: str) -> list[Column]:
             continue
         expression = getattr(model, field.attribute or name)
         convert: Callable[[Any], Any] | None = None
-        if isinstance(field, UTCDateTime):
+        if isinstance(field, UTCDateTimeField):
             expression = _utc_text(expression, dialect)
         elif isinstance(field, fields.Decimal):
             expression = _decimal_text(expression, dialect, expression.type.scale or 0)

@@ -7,19 +7,18 @@ from typing import Any
 from flask import Response, current_app
 from marshmallow import RAISE
 
-from ..db import get_session
+from ..db import get_db, get_session
 from ..errors import Conflict, NotFound
 from ..ingest import replay
 from ..ingest import service as ingest
 from ..models import RawEvent
-from . import queries, rows
+from . import queries, resources
 from .args import EventArgsSchema
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, list_or_export, valid_id
-from .schemas import ErrorSchema, EventDetailSchema, EventPageSchema, EventSchema, ReplaySchema
+from .schemas import ErrorSchema, EventDetailSchema, EventPageSchema, ReplaySchema
 
 blp = protected_blueprint("events", __name__, "Raw webhook requests as received, and their replay")
-event_rows = rows.Resource(EventSchema(), RawEvent)
 
 
 @blp.route("")
@@ -29,7 +28,7 @@ event_rows = rows.Resource(EventSchema(), RawEvent)
 @documented(blp)
 def list_events(args: dict[str, Any]) -> Response:
     """List raw events, newest first, e.g. `?state=quarantined`; or export them as CSV."""
-    return list_or_export(queries.EVENTS, args, event_rows)
+    return list_or_export(queries.EVENTS, args, resources.EVENT)
 
 
 @blp.route("/<int:event_id>")
@@ -56,14 +55,13 @@ def replay_event(event_id: int) -> tuple[dict[str, Any], int]:
     Answers as the webhook would have answered the event now (the same HTTP code and body), with
     the raw event as it is afterwards under `event`.
     """
-    session = get_session()
-    try:
-        outcome = replay.replay_one(
-            session, valid_id(event_id, "raw event"), ingest.Settings.from_config(current_app.config)
-        )
-    except LookupError:
-        raise NotFound(f"no raw event {event_id}") from None
-    except replay.NotReplayable as exc:
-        raise Conflict(str(exc)) from None
-    event = session.get(RawEvent, event_id, populate_existing=True)
+    settings = ingest.Settings.from_config(current_app.config)
+    with get_db().new_session() as session:
+        try:
+            outcome = replay.replay_one(session, valid_id(event_id, "raw event"), settings)
+        except LookupError:
+            raise NotFound(f"no raw event {event_id}") from None
+        except replay.NotReplayable as exc:
+            raise Conflict(str(exc)) from None
+        event = session.get(RawEvent, event_id, populate_existing=True)
     return {**outcome.answer(), "event": event}, outcome.code

@@ -11,8 +11,7 @@ from flask_smorest import Blueprint
 from ..db import get_db, get_session
 from ..errors import NotFound, Unprocessable
 from ..models import MAX_ID
-from . import csv_export as export
-from . import queries, rows
+from . import csv_export, cursors, queries, rows
 from .schemas import ErrorSchema
 
 
@@ -58,14 +57,14 @@ def list_or_export(listing: queries.Listing, args: dict[str, Any], resource: row
             raise Unprocessable("validation failed", {name: [message] for name in given})
         engine = get_db().engine
         assert engine is not None
-        return export.csv_response(engine, listing, filters, resource.schema)
+        return csv_export.csv_response(engine, listing, filters, resource.schema)
     session = get_session()
     page = queries.fetch_page(
         session, listing, filters, resource.columns, limit=args["limit"], after=args["after"]
     )
     next_cursor = None
     if page.next_position is not None:
-        next_cursor = queries.encode_cursor(listing, filters, page.next_position)
+        next_cursor = cursors.encode_cursor(listing, filters, page.next_position)
     # Written here, not by the view's response schema: flask-smorest passes a Response through.
     return jsonify({"data": resource.dump(session, page.rows), "next_cursor": next_cursor})
 

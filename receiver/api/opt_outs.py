@@ -8,15 +8,13 @@ from flask import Response
 from marshmallow import RAISE
 
 from ..db import get_session
-from ..models import OptOut
-from . import queries, rows
+from . import queries, resources
 from .args import OptOutArgsSchema, OptOutCheckArgsSchema
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, list_or_export
-from .schemas import OptOutCheckSchema, OptOutPageSchema, OptOutSchema
+from .schemas import OptOutCheckSchema, OptOutPageSchema
 
 blp = protected_blueprint("opt-outs", __name__, "Opt-outs (unsubscriptions) the platform reported")
-opt_out_rows = rows.Resource(OptOutSchema(), OptOut)
 
 
 @blp.route("")
@@ -26,7 +24,7 @@ opt_out_rows = rows.Resource(OptOutSchema(), OptOut)
 @documented(blp)
 def list_opt_outs(args: dict[str, Any]) -> Response:
     """List opt-outs, newest first (by arrival), or export them as CSV."""
-    return list_or_export(queries.OPT_OUTS, args, opt_out_rows)
+    return list_or_export(queries.OPT_OUTS, args, resources.OPT_OUT)
 
 
 @blp.route("/check")

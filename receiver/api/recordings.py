@@ -9,19 +9,18 @@ from typing import Any
 from flask import Response, current_app, send_file
 from marshmallow import RAISE
 
-from ..db import get_session
+from ..db import get_db, get_session
 from ..errors import Conflict, NotFound
 from ..models import Recording, RecordingState
-from ..recordings import sweep as recordings_sweep
+from ..recordings import sweep
 from ..recordings.files import storage_path
-from . import queries, rows
+from . import queries, resources
 from .args import RecordingArgsSchema
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, list_or_export, valid_id
 from .schemas import ErrorSchema, RecordingItemSchema, RecordingPageSchema
 
 blp = protected_blueprint("recordings", __name__, "Call recordings and their downloads")
-recording_rows = rows.Resource(RecordingItemSchema(), Recording)
 
 
 @blp.route("")
@@ -31,7 +30,7 @@ recording_rows = rows.Resource(RecordingItemSchema(), Recording)
 @documented(blp)
 def list_recordings(args: dict[str, Any]) -> Response:
     """List recordings, newest first, e.g. `?state=failed`, each with its call id; or export them as CSV."""
-    return list_or_export(queries.RECORDINGS, args, recording_rows)
+    return list_or_export(queries.RECORDINGS, args, resources.RECORDING)
 
 
 @blp.route("/<int:recording_id>/audio")
@@ -46,9 +45,8 @@ def list_recordings(args: dict[str, Any]) -> Response:
 @blp.alt_response(401, schema=ErrorSchema, description="missing or invalid API key")
 def get_audio(recording_id: int) -> Response:
     """Stream the stored audio; its SHA-256 is the ETag."""
-    session = get_session()
-    recording = session.get(Recording, valid_id(recording_id, "recording"))
-    session.rollback()
+    # The request's session closes (its connection back to the pool) before the file streams.
+    recording = get_session().get(Recording, valid_id(recording_id, "recording"))
     if recording is None:
         raise NotFound(f"no recording {recording_id}")
     if recording.state != RecordingState.stored or recording.sha256 is None:
@@ -75,11 +73,11 @@ def get_audio(recording_id: int) -> Response:
 def retry_recording(recording_id: int) -> tuple[Recording, int]:
     """Queue a recording's download again with a fresh count of attempts (any state but stored,
     and not while a job holds it), as `receiver recordings retry ID` does."""
-    session = get_session()
-    try:
-        recordings_sweep.retry(session, valid_id(recording_id, "recording"))
-    except LookupError:
-        raise NotFound(f"no recording {recording_id}") from None
-    except recordings_sweep.NotRetryable as exc:
-        raise Conflict(f"recording {recording_id} not queued: {exc}") from None
-    return session.get_one(Recording, recording_id, populate_existing=True), 202
+    with get_db().new_session() as session:
+        try:
+            sweep.retry(session, valid_id(recording_id, "recording"))
+        except LookupError:
+            raise NotFound(f"no recording {recording_id}") from None
+        except sweep.NotRetryable as exc:
+            raise Conflict(f"recording {recording_id} not queued: {exc}") from None
+        return session.get_one(Recording, recording_id, populate_existing=True), 202

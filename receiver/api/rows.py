@@ -4,8 +4,9 @@ A page of 100 messages loaded as ORM objects (with their events joined) and dump
 spent most of its time building and serializing objects, not in the database (docs/benchmarks.md,
 "Query API"). Here a resource's columns are selected as rows, its nested lists (a message's events, a call's
 recordings) come in one more query for the whole page, and each value that needs any work is
-written by its schema field's own `_serialize`. The schemas stay the one description of a
-resource and of the OpenAPI document; tests/test_api_rows.py holds both outputs equal.
+written by its schema field (`Field.serialize`). The schemas stay the one description of a
+resource (receiver/api/resources.py) and of the OpenAPI document; tests/test_api_rows.py holds
+both outputs equal.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def _as_is(field: fields.Field, column: Any) -> bool:
     return False
 
 
+def _itself(value: Any, _attribute: str, _default: Any) -> Any:
+    """The accessor `Field.serialize` reads a value with, given the value itself."""
+    return value
+
+
 @dataclass(frozen=True)
 class Flat:
     """The flat fields of an output schema as columns of its model, and how each value is written."""
@@ -63,14 +69,14 @@ class Flat:
             keys.append(key)
             columns.append(column.label(attribute))
             if not _as_is(field, column):
-                serializers.append((key, attribute, field._serialize))
+                serializers.append((key, attribute, field.serialize))
         return cls(tuple(keys), tuple(columns), tuple(serializers))
 
     def dump(self, row: Sequence[Any]) -> dict[str, Any]:
         """The schema's dump of one row (whose first columns are this one's)."""
         item = dict(zip(self.keys, row))  # noqa: B905 (a row may end with further columns)
         for key, attribute, serialize in self.serializers:
-            item[key] = serialize(item[key], attribute, None)
+            item[key] = serialize(attribute, item[key], accessor=_itself)
         return item
 
 

@@ -13,7 +13,7 @@ class ApiSchema(Schema):
         ordered = True
 
 
-class UTCDateTime(fields.DateTime):
+class UTCDateTimeField(fields.DateTime):
     """ISO 8601 with a `Z`."""
 
     def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
@@ -25,8 +25,8 @@ class UTCDateTime(fields.DateTime):
 class MessageEventSchema(ApiSchema):
     status = fields.String(dump_only=True)
     provider_status = fields.String(dump_only=True)
-    occurred_at = UTCDateTime(dump_only=True, allow_none=True)
-    received_at = UTCDateTime(dump_only=True)
+    occurred_at = UTCDateTimeField(dump_only=True, allow_none=True)
+    received_at = UTCDateTimeField(dump_only=True)
     source = fields.String(dump_only=True)
     raw_event_id = fields.Integer(dump_only=True)
 
@@ -57,13 +57,13 @@ class MessageSchema(ApiSchema):
     region_code = fields.String(dump_only=True, allow_none=True)
     country = fields.String(dump_only=True, allow_none=True)
     country_code = fields.String(dump_only=True, allow_none=True)
-    created_at = UTCDateTime(dump_only=True)
-    updated_at = UTCDateTime(dump_only=True)
-    submitted_at = UTCDateTime(dump_only=True, allow_none=True)
-    sent_at = UTCDateTime(dump_only=True, allow_none=True)
-    delivered_at = UTCDateTime(dump_only=True, allow_none=True)
-    read_at = UTCDateTime(dump_only=True, allow_none=True)
-    status_at = UTCDateTime(dump_only=True, allow_none=True)
+    created_at = UTCDateTimeField(dump_only=True)
+    updated_at = UTCDateTimeField(dump_only=True)
+    submitted_at = UTCDateTimeField(dump_only=True, allow_none=True)
+    sent_at = UTCDateTimeField(dump_only=True, allow_none=True)
+    delivered_at = UTCDateTimeField(dump_only=True, allow_none=True)
+    read_at = UTCDateTimeField(dump_only=True, allow_none=True)
+    status_at = UTCDateTimeField(dump_only=True, allow_none=True)
 
 
 class MessageDetailSchema(MessageSchema):
@@ -88,8 +88,8 @@ class InboundSchema(ApiSchema):
     keyword1 = fields.String(dump_only=True, allow_none=True)
     keyword2 = fields.String(dump_only=True, allow_none=True)
     contact = fields.Dict(dump_only=True, allow_none=True)
-    occurred_at = UTCDateTime(dump_only=True, allow_none=True)
-    received_at = UTCDateTime(dump_only=True)
+    occurred_at = UTCDateTimeField(dump_only=True, allow_none=True)
+    received_at = UTCDateTimeField(dump_only=True)
     raw_event_id = fields.Integer(dump_only=True)
 
 
@@ -107,13 +107,13 @@ class RecordingItemSchema(RecordingSchema):
     """A recording in the list of recordings: with its call and its times."""
 
     call_id = fields.Integer(dump_only=True)
-    url_expires_at = UTCDateTime(
+    url_expires_at = UTCDateTimeField(
         dump_only=True, metadata={"description": "When the webhook's recording URL stops working."}
     )
-    next_attempt_at = UTCDateTime(dump_only=True, allow_none=True)
-    stored_at = UTCDateTime(dump_only=True, allow_none=True)
-    created_at = UTCDateTime(dump_only=True)
-    updated_at = UTCDateTime(dump_only=True)
+    next_attempt_at = UTCDateTimeField(dump_only=True, allow_none=True)
+    stored_at = UTCDateTimeField(dump_only=True, allow_none=True)
+    created_at = UTCDateTimeField(dump_only=True)
+    updated_at = UTCDateTimeField(dump_only=True)
 
 
 class OptOutSchema(ApiSchema):
@@ -131,8 +131,8 @@ class OptOutSchema(ApiSchema):
     value = fields.String(dump_only=True, allow_none=True)
     status = fields.String(dump_only=True, allow_none=True)
     provider_id = fields.String(dump_only=True, allow_none=True)
-    occurred_at = UTCDateTime(dump_only=True, allow_none=True)
-    received_at = UTCDateTime(dump_only=True)
+    occurred_at = UTCDateTimeField(dump_only=True, allow_none=True)
+    received_at = UTCDateTimeField(dump_only=True)
     raw_event_id = fields.Integer(dump_only=True)
 
 
@@ -164,8 +164,8 @@ class ContactEventSchema(ApiSchema):
     status = fields.String(
         dump_only=True, allow_none=True, metadata={"description": "e.g. Subscriber created successfully"}
     )
-    occurred_at = UTCDateTime(dump_only=True, allow_none=True)
-    received_at = UTCDateTime(dump_only=True)
+    occurred_at = UTCDateTimeField(dump_only=True, allow_none=True)
+    received_at = UTCDateTimeField(dump_only=True)
     raw_event_id = fields.Integer(dump_only=True)
     contact = fields.Dict(
         dump_only=True, allow_none=True, metadata={"description": "The object as received."}
@@ -187,11 +187,11 @@ class CallSchema(ApiSchema):
     status1 = fields.String(dump_only=True, allow_none=True)
     status2 = fields.String(dump_only=True, allow_none=True)
     hangup_by = fields.String(dump_only=True, allow_none=True)
-    start_at = UTCDateTime(dump_only=True, allow_none=True)
-    end_at = UTCDateTime(dump_only=True, allow_none=True)
+    start_at = UTCDateTimeField(dump_only=True, allow_none=True)
+    end_at = UTCDateTimeField(dump_only=True, allow_none=True)
     duration = fields.Integer(dump_only=True, allow_none=True)
     billing = fields.Integer(dump_only=True, allow_none=True)
-    received_at = UTCDateTime(dump_only=True)
+    received_at = UTCDateTimeField(dump_only=True)
     raw_event_id = fields.Integer(dump_only=True)
 
 
@@ -206,7 +206,7 @@ class EventSchema(ApiSchema):
 
     id = fields.Integer(dump_only=True)
     source = fields.String(dump_only=True)
-    received_at = UTCDateTime(dump_only=True)
+    received_at = UTCDateTimeField(dump_only=True)
     method = fields.String(dump_only=True)
     path = fields.String(dump_only=True)
     kind_hint = fields.String(dump_only=True, allow_none=True)
@@ -216,9 +216,9 @@ class EventSchema(ApiSchema):
     state = fields.String(dump_only=True)
     kinds = fields.List(fields.String(allow_none=True), dump_only=True, allow_none=True)
     errors = fields.Dict(dump_only=True, allow_none=True)
-    processed_at = UTCDateTime(dump_only=True, allow_none=True)
+    processed_at = UTCDateTimeField(dump_only=True, allow_none=True)
     replays = fields.Integer(dump_only=True, metadata={"description": "How many times it was replayed."})
-    replayed_at = UTCDateTime(
+    replayed_at = UTCDateTimeField(
         dump_only=True, allow_none=True, metadata={"description": "When it was last replayed."}
     )
 
@@ -293,7 +293,3 @@ class ErrorSchema(ApiSchema):
     code = fields.Integer()
     message = fields.String()
     errors = fields.Dict()
-
-
-message_schema = MessageDetailSchema()
-messages_schema = MessageSchema(many=True)

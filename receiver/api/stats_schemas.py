@@ -8,7 +8,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 
 from ..stats import CALL_GROUPS, MAX_DAYS, MESSAGE_GROUPS, CallStatsQuery, MessageStatsQuery, StatsQueryError
 from ..stats.query import DEFAULT_DAYS, STATUS_COUNTS
-from .args import CHANNELS, Moment, Text
+from .args import MESSAGE_CHANNELS, Moment, Text
 from .schemas import ApiSchema
 
 _WINDOW = f"Default: the {DEFAULT_DAYS} days before `until` (now when not given); at most {MAX_DAYS} days."
@@ -71,7 +71,7 @@ class MessageStatsArgsSchema(_StatsArgs):
     query_class = MessageStatsQuery
 
     group_by = _group_by(MESSAGE_GROUPS, "Count by these, in this order; `day` and `hour` in `tz`.")
-    channel = fields.String(validate=validate.OneOf(CHANNELS))
+    channel = fields.String(validate=validate.OneOf(MESSAGE_CHANNELS))
     source = Text(64, "The receiver source (webhook) it came through.")
     service = Text(255, "The provider's product or service.")
     sender = Text(255, "The sender id or number, exactly as the provider sends it.")

@@ -17,6 +17,7 @@ from ..wording import plural
 from .destination import destination, locate
 from .export import export_archive
 from .format import ArchiveError, ArchiveInvalid, parse_before
+from .policy import run_policy
 from .prune import prune
 from .restore import import_archive
 from .verify import verify_all
@@ -152,8 +153,6 @@ def import_command(where: str, batch: int) -> None:
 @with_appcontext
 def policy_command() -> None:
     """Run the ARCHIVE_AFTER_DAYS policy once now: export, verify, prune."""
-    from .policy import run_policy
-
     with _failures("policy"):
         run = run_policy(current_app.config, _engine())
     if run is None:

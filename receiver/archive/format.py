@@ -9,15 +9,13 @@ manifest hash.
 from __future__ import annotations
 
 import base64
-import gzip
-import hashlib
 import json
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import IO, Any
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -270,45 +268,6 @@ def recording_path(sha256: str) -> str:
 
 def archive_name(before: datetime) -> str:
     return "archive-" + before.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-# -- files ----------------------------------------------------------------------------------------
-
-
-class HashingWriter:
-    """A binary sink that hashes and counts what passes through it."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw = raw
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.raw.write(data)
-        self.sha256.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self.raw.flush()
-
-
-def gzip_writer(sink: HashingWriter) -> gzip.GzipFile:
-    """A deterministic gzip stream: no file name, mtime 0, a fixed level."""
-    return gzip.GzipFile(filename="", mode="wb", fileobj=sink, compresslevel=GZIP_LEVEL, mtime=0)  # type: ignore[arg-type]
-
-
-def iter_raw_lines(stream: IO[bytes]) -> Iterator[bytes]:
-    """The lines of a `.jsonl.gz` stream, without their newline, one at a time."""
-    with gzip.GzipFile(fileobj=stream, mode="rb") as unzipped:
-        for raw in unzipped:
-            yield raw.rstrip(b"\n")
-
-
-def iter_lines(stream: IO[bytes]) -> Iterator[dict[str, Any]]:
-    """The rows of a `.jsonl.gz` stream, one dict at a time."""
-    for raw in iter_raw_lines(stream):
-        yield json.loads(raw)
 
 
 def parse_before(value: str) -> datetime:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from alembic.script import ScriptDirectory
+
 from .. import migrate
 from .format import FORMAT, ArchiveError, _dec_datetime, _enc_datetime
 
@@ -98,8 +100,6 @@ def known_revisions() -> set[str]:
     """Every schema revision this receiver's migrations know."""
     global _REVISIONS
     if _REVISIONS is None:
-        from alembic.script import ScriptDirectory
-
         script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
         _REVISIONS = {rev.revision for rev in script.walk_revisions()}
     return _REVISIONS

@@ -1,9 +1,9 @@
 """The archive policy: with `ARCHIVE_AFTER_DAYS` set, export, verify and prune on its own, every day.
 
 The cutoff is UTC midnight `ARCHIVE_AFTER_DAYS` days ago, so one run a day makes one archive a day.
-`run_policy` is a plain function (the worker's daily task and `receiver archive policy` call it); a
-run that finds today's archive already made (another worker, a rerun) verifies it and prunes again,
-which deletes only what is still there: every step is safe to repeat.
+`run_policy` is a plain function (the worker's daily task in receiver.archive.jobs and `receiver
+archive policy` call it); a run that finds today's archive already made (another worker, a rerun)
+verifies it and prunes again, which deletes only what is still there: every step is safe to repeat.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask
 
 from .destination import destination
 from .export import ExportResult, export_archive
@@ -23,9 +22,6 @@ from .manifest import Manifest
 from .prune import PruneResult, prune
 
 log = logging.getLogger(__name__)
-
-# When the worker runs the policy (UTC): after midnight, away from the top of the hour.
-SCHEDULE = {"minute": "17", "hour": "3"}
 
 
 @dataclass
@@ -82,23 +78,3 @@ def run_policy(config: dict[str, Any], engine: sa.Engine, now: datetime | None =
 
 def _summary(counts: Any) -> str:
     return ", ".join(f"{table} {n}" for table, n in sorted(counts.items()) if n) or "nothing"
-
-
-def init_app(app: Flask) -> None:
-    """Register the daily policy task on the app's queue (it runs where periodic tasks are enabled)."""
-    from huey import crontab
-
-    huey = app.extensions["receiver.huey"]
-
-    def archive_policy() -> None:
-        if not app.config.get("ARCHIVE_AFTER_DAYS"):
-            return
-        with huey.lock_task("archive-policy"), app.app_context():
-            engine = app.extensions["receiver.db"].engine
-            try:
-                run_policy(app.config, engine)
-            except Exception:
-                log.exception("archive policy failed; nothing was deleted that no verified archive holds")
-                raise
-
-    huey.periodic_task(crontab(**SCHEDULE), name="archive_policy")(archive_policy)

@@ -41,9 +41,9 @@ from .format import (
     ArchiveError,
     Kind,
     columns,
-    iter_raw_lines,
     line,
 )
+from .jsonl import iter_raw_lines
 from .manifest import Manifest
 from .verify import verify_archive
 

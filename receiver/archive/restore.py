@@ -18,15 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
+from ..db import insert_for
 from ..numbers import DEFAULT_COUNTRY_CODE
 from ..recordings.files import guarded, place, storage_path
 from ..stats.rollup import rebuild_for
 from .destination import CHUNK, Destination
-from .format import CODECS, KINDS, RECORDINGS, TABLES, ArchiveError, Kind, fill_derived, iter_lines
+from .format import CODECS, KINDS, RECORDINGS, TABLES, ArchiveError, Kind, fill_derived
+from .jsonl import iter_lines
 from .manifest import Manifest
 from .verify import verify_archive
 
@@ -109,8 +110,7 @@ def _chunks(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str
 def _insert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> int:
     if not rows:
         return 0
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).on_conflict_do_nothing().returning(table.c.id)
+    stmt = insert_for(conn, table).on_conflict_do_nothing().returning(table.c.id)
     return len(conn.execute(stmt, rows).all())
 
 

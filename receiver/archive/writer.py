@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from .destination import CHUNK
-from .format import ArchiveError, HashingWriter, gzip_writer
+from .format import ArchiveError
+from .jsonl import HashingWriter, gzip_writer
 
 
 @dataclass
@@ -31,7 +32,7 @@ class ArchiveWriter:
                 raise RuntimeError(f"{path} written twice: rows out of order")
             target = self.staging / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            self._raw = open(target, "wb")  # noqa: SIM115 (closed in close())
+            self._raw = open(target, "wb")
             self._sink = HashingWriter(self._raw)
             self._gzip = gzip_writer(self._sink)
             self._path, self._rows = path, 0

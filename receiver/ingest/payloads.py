@@ -11,9 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import Schema, ValidationError
+from marshmallow import ValidationError
 
 from .bodies import PayloadError, content_type_of, decode
+from .loading import CompiledLoader
 
 __all__ = ["URL_KINDS", "Event", "PayloadError", "load", "read", "recognise"]
 from ..fields import CHANNEL
@@ -28,15 +29,19 @@ from .schemas import (
 
 # The kinds a URL may name (/hooks/<source>/<kind>); `None` means: recognise it from the payload.
 URL_KINDS = ("sms-status", "sms-inbound", "whatsapp", "rcs", "viber", "voice", "unsubscription")
-CHANNELS = ("whatsapp", "rcs", "viber")
+# The channels whose events name themselves `<channel>:message:status` and `:message:in`.
+CHAT_CHANNELS = ("whatsapp", "rcs", "viber")
 
-_SCHEMAS: dict[str, Schema] = {
-    "sms-status": sms_status_schema,
-    "channel-status": channel_status_schema,
-    "inbound": inbound_schema,
-    "voice": voice_schema,
-    "unsubscription": unsubscription_schema,
-    "contact": contact_schema,
+_LOADERS: dict[str, CompiledLoader] = {
+    kind: CompiledLoader(schema)
+    for kind, schema in {
+        "sms-status": sms_status_schema,
+        "channel-status": channel_status_schema,
+        "inbound": inbound_schema,
+        "voice": voice_schema,
+        "unsubscription": unsubscription_schema,
+        "contact": contact_schema,
+    }.items()
 }
 # A contact event's status: "Subscriber created successfully", "Subscriber updated successfully".
 # (An opt-out's reads "Unsubscriber created successfully".)
@@ -87,9 +92,9 @@ def _kind_of_event(name: str) -> tuple[str | None, str | None]:
         return "unsubscription", channel
     if channel == "sms" and rest == ["message", "status"]:
         return "sms-status", "sms"
-    if channel in CHANNELS and rest == ["message", "status"]:
+    if channel in CHAT_CHANNELS and rest == ["message", "status"]:
         return "channel-status", channel
-    if channel in CHANNELS + ("sms",) and rest == ["message", "in"]:
+    if channel in CHAT_CHANNELS + ("sms",) and rest == ["message", "in"]:
         return "inbound", channel
     return None, None
 
@@ -144,7 +149,7 @@ def _kind_of_flat(item: dict[str, Any]) -> tuple[str | None, str | None]:
     if _is_contact(item):
         return "contact", None
     channel = str(item.get("channel", "")).lower()
-    if channel in CHANNELS and "id" in keys and "status" in keys:
+    if channel in CHAT_CHANNELS and "id" in keys and "status" in keys:
         return "channel-status", channel
     sms_markers = {"deliv_at", "sent_at", "submit_at", "deliv_time", "sent_time", "submit_time"}
     if (
@@ -172,7 +177,7 @@ def load(items: list[dict[str, Any]], url_kind: str | None) -> list[Event]:
             events.append(Event(None, channel, {}, item, event_name))
             continue
         try:
-            data = _SCHEMAS[kind].load(fields)
+            data = _LOADERS[kind].load(fields)
         except ValidationError as exc:
             messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
             if len(items) == 1:

@@ -22,6 +22,7 @@ from sqlalchemy import orm
 
 from .. import metrics
 from ..db import get_db
+from ..models import REPLAYABLE_RAW as REPLAYABLE
 from ..models import RawEvent, RawState
 from ..recordings import queue as recordings_queue
 from ..wording import plural
@@ -29,7 +30,6 @@ from . import service as ingest
 
 log = logging.getLogger(__name__)
 
-REPLAYABLE = (RawState.pending, RawState.quarantined)
 BATCH_SIZE = 500
 
 

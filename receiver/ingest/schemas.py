@@ -106,7 +106,7 @@ class ChannelStatusSchema(VendorSchema):
         return data
 
 
-class InboundSchema(VendorSchema):
+class InboundPayloadSchema(VendorSchema):
     """An inbound message (`<channel>:message:in` payload, or flat composed fields)."""
 
     id = Text()
@@ -256,7 +256,7 @@ class ContactSchema(VendorSchema):
 
 sms_status_schema = SmsStatusSchema()
 channel_status_schema = ChannelStatusSchema()
-inbound_schema = InboundSchema()
+inbound_schema = InboundPayloadSchema()
 voice_schema = VoiceSchema()
 unsubscription_schema = UnsubscriptionSchema()
 contact_schema = ContactSchema()

@@ -1,185 +1,230 @@
-"""Service: store a webhook request raw, then as messages, statuses, inbound, calls and opt-outs.
+"""Service: one webhook request, from its source's checks to its commit, and how to answer it.
 
-One transaction per request, committed before the answer. The raw request goes in first, then
-the normalized rows (receiver.ingest.normalize). Should writing those fail for any reason but the
-database's, the whole transaction is rolled back and the raw request alone is stored again,
-marked for replay: a bug never loses a request. Idempotency comes from unique constraints
-(INSERT ... ON CONFLICT DO NOTHING), never from a read before a write, so a provider retry and
-two identical requests at the same instant both end in one row.
+The view hands over the request as received (`Webhook`) and translates the `Answer` to HTTP;
+everything between is decided here. The source comes from a short-lived cache
+(receiver.sources.SourceCache), read outside any transaction: no database connection is held
+while the body arrives (it may trickle in for a while). Credentials come from the headers and
+the query: they are checked before the body is read, so that a wrong one costs no read of a
+body trickled in slowly. The writes (receiver.ingest.store) go to the process's group commit
+(receiver.ingest.commit), which answers each request only once its transaction is committed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import orm
+from flask import Flask
 
-from ..db import insert_new, local_writer, utcnow
-from ..models import RawEvent, RawState
-from . import payloads
-from .normalize import Settings, Writer
+from .. import answers, keys, metrics
+from ..credentials import CREDENTIAL_HEADERS
+from ..db import utcnow, within_deadline
+from ..models import REPLAYABLE_RAW, RawEvent, RawState
+from ..recordings import queue as recordings_queue
+from ..sources import (
+    SourceCache,
+    SourceKeys,
+    count_auth_failure,
+    possible_name,
+    read_source_keys,
+    secret_accepted,
+)
+from . import bodies, payloads, store
+from .commit import GroupCommit, invalidate
+from .payloads import URL_KINDS
+from .rows import Settings
+from .store import Outcome, RawRequest, request_fingerprint
 
-__all__ = ["Outcome", "RawRequest", "Settings", "fingerprint", "receive", "reprocess"]
-
-log = logging.getLogger(__name__)
+__all__ = [
+    "Answer",
+    "Ingest",
+    "Outcome",
+    "RawRequest",
+    "Settings",
+    "Webhook",
+    "reprocess",
+    "request_fingerprint",
+]
 
 
 @dataclass
-class RawRequest:
-    """What the view hands over: the request as received, credentials already removed."""
+class Webhook:
+    """A webhook request as the view received it; the body is read only when needed."""
 
     source: str
+    kind: str | None
     method: str
     path: str
-    kind_hint: str | None
-    query_string: str
-    headers: dict[str, str]
-    body: bytes
+    query_string: bytes
+    args: Mapping[str, str]
+    headers: Any  # werkzeug's Headers: `get` ignores case, `items` gives names as received
+    content_length: int | None
     remote_addr: str | None
+    read_body: Callable[[], bytes]
 
 
 @dataclass
-class Outcome:
-    """How a request ended: the answer's code and message, and what it stored."""
+class Answer:
+    """The answer's HTTP code and JSON body; `close`: the body was not (wholly) read, so the
+    connection is closed after the answer, where the server would read the rest to keep it."""
 
     code: int
-    message: str
-    raw_event_id: int
-    events: list[Any] = field(default_factory=list)
-    errors: dict[str, Any] | None = None
-    new_recordings: list[int] = field(default_factory=list)
-    kinds: list[str | None] = field(default_factory=list)
-    statuses: list[tuple[str, str]] = field(default_factory=list)  # (channel, status) of new reports
-
-    @property
-    def outcome(self) -> str:
-        """The metric label: stored, duplicate, accepted or quarantined."""
-        return {202: "accepted", 422: "quarantined"}.get(self.code, self.message)
-
-    def answer(self) -> dict[str, Any]:
-        """The webhook's answer, in the provider's `{status, code, message}` shape (HTTP `code`)."""
-        if self.code == 422:
-            return {
-                "status": "ERROR",
-                "code": self.code,
-                "message": self.message,
-                "errors": self.errors or {},
-                "event": self.raw_event_id,
-            }
-        return {"status": "OK", "code": self.code, "message": self.message, "events": self.events}
+    body: dict[str, Any]
+    close: bool = False
 
 
-def fingerprint(method: str, kind_hint: str | None, query_string: str, body: bytes) -> str:
-    digest = hashlib.sha256()
-    for part in (method.upper(), kind_hint or "", query_string):
-        digest.update(part.encode())
-        digest.update(b"\n")
-    digest.update(body)
-    return digest.hexdigest()
+def _error(code: int, message: str, close: bool = False) -> Answer:
+    return Answer(code, answers.body(code, message), close)
 
 
-# PostgreSQL's deadlock and serialization failures: the transaction is rolled back whole and
-# is safe to run again. So is a lost connection (the pool renews it): should the commit have
-# been applied before the loss, the next try finds the request stored and answers `duplicate`.
-_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
-_ATTEMPTS = 3
-_RAW_KEY = ["source", "fingerprint"]
+class Ingest:
+    """The webhook service of one app (one per process): settings, source cache, group commit."""
 
+    def __init__(self, engine: sa.Engine, config: Mapping[str, Any]) -> None:
+        self.settings = Settings.from_config(config)
+        self.max_body = config["MAX_BODY_BYTES"]
+        self.wait_timeout = config["DB_WAIT_TIMEOUT"]
+        self.sources = SourceCache(config["SOURCE_CACHE_SECONDS"])
+        self.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # PostgreSQL takes several transactions at once: as many batches as the pool has connections.
+        self.commits = GroupCommit(engine, self.wait_timeout, writers=config["DB_POOL_SIZE"])
 
-def receive(session: orm.Session, request: RawRequest, settings: Settings) -> Outcome:
-    """Store one authenticated request and everything it says; commit; say how it went.
+    @classmethod
+    def of(cls, app: Flask) -> Ingest:
+        service: Ingest | None = app.extensions.get("receiver.ingest")
+        if service is None:
+            service = app.extensions["receiver.ingest"] = cls(
+                app.extensions["receiver.db"].engine, app.config
+            )
+        return service
 
-    Runs in one transaction (continuing one the session has open, if any).
-    """
-    raw, events, errors = _parse(request, settings.max_events)
-    for attempt in range(1, _ATTEMPTS + 1):
-        try:
-            with local_writer(session):
-                outcome = _store(session, raw, events, errors, settings)
-                session.commit()
-            return outcome
-        except sa.exc.OperationalError as exc:
-            session.rollback()
-            reason = "connection lost" if exc.connection_invalidated else getattr(exc.orig, "sqlstate", None)
-            if not (exc.connection_invalidated or reason in _RETRYABLE_SQLSTATES) or attempt == _ATTEMPTS:
-                raise
-            log.warning("ingest transaction: %s (attempt %d); running it again", reason, attempt)
-        except BaseException:
-            session.rollback()
-            raise
-    raise AssertionError("unreachable")
+    def take(self, hook: Webhook) -> Answer:
+        """Check, store and answer one webhook request."""
+        if hook.kind is not None and hook.kind not in URL_KINDS:
+            return _error(404, f"unknown kind {hook.kind!r}; one of: {', '.join(URL_KINDS)}")
+        if (hook.content_length or 0) > self.max_body:
+            return _error(413, "body too large", close=True)
+        found = self.source(hook.source)
+        if found is None:
+            return _error(404, f"unknown source {hook.source!r}", close=True)
+        secret_ok = secret_accepted(found, _presented_secret(hook), utcnow())
+        token = hook.args.get("token")
+        token_ok = token is not None and keys.matches(token, found.validation_key_digest)
+        if not (secret_ok or token_ok):
+            return self._refuse(
+                found, "validation key does not match" if token is not None else "missing or invalid secret"
+            )
+        body = hook.read_body()
+        if len(body) > self.max_body:  # a chunked body, cut by werkzeug
+            return _error(413, "body too large", close=True)
+        challenge = _challenge(hook.args, body)
+        if token is not None and challenge is not None:
+            return (
+                Answer(200, {"challenge": challenge})
+                if token_ok
+                else self._refuse(found, "validation key does not match")
+            )
+        if not secret_ok:
+            return self._refuse(found, "missing or invalid secret")
+        if found.signing_key and not keys.signature_matches(
+            body, hook.headers.get("Signature"), found.signing_key
+        ):
+            return self._refuse(found, "missing or invalid signature")
+        if challenge is not None and _only_challenge(hook.args, body):
+            return Answer(200, {"challenge": challenge})
+        outcome = self.store(_raw_request(hook, body))
+        metrics.count_ingest(outcome, found.name)
+        if outcome.new_recordings:
+            recordings_queue.enqueue(outcome.new_recordings)  # bounded; the worker's sweep is the fallback
+        return Answer(outcome.code, outcome.answer())
 
-
-def _parse(
-    request: RawRequest, max_events: int
-) -> tuple[dict[str, Any], list[payloads.Event] | None, dict[str, Any] | None]:
-    """The raw event's row, and the request's events or why it has none."""
-    now = utcnow()
-    events: list[payloads.Event] | None = None
-    errors: dict[str, Any] | None = None
-    try:
-        events = payloads.read(
-            request.headers, request.query_string, request.body, request.kind_hint, max_events
+    def store(self, request: RawRequest) -> Outcome:
+        """Store one authenticated request and everything it says; return once committed."""
+        parsed = store.parse(request, self.settings.max_events)
+        return self.commits.run(
+            lambda connection: store.write(connection, parsed, self.settings),
+            fallback=lambda connection: store.keep_raw(connection, parsed, self.settings),
         )
-    except payloads.PayloadError as exc:
-        errors = exc.errors
-    raw = {
-        "source": request.source,
-        "received_at": now,
-        "method": request.method,
-        "path": request.path,
-        "kind_hint": request.kind_hint,
-        "query_string": request.query_string,
-        "headers": request.headers,
-        "body": request.body,
-        "remote_addr": request.remote_addr,
-        "sha256": hashlib.sha256(request.body).hexdigest(),
-        "fingerprint": fingerprint(request.method, request.kind_hint, request.query_string, request.body),
-        # The likely final state, so that the common case needs no UPDATE afterwards.
-        "state": _expected_state(events),
-        "errors": errors if events is None else _unknown_kind_errors(events),
-        "processed_at": now,
-        "kinds": [e.kind for e in events] if events is not None else None,
-    }
-    return raw, events, errors
+
+    def source(self, name: str) -> SourceKeys | None:
+        """The source named so, as read at most SOURCE_CACHE_SECONDS ago. A name no source can
+        have (too long, a NUL) is not looked up."""
+        if not possible_name(name):
+            return None
+        return self.sources.get(name, self._read_source)
+
+    def _read_source(self, name: str) -> SourceKeys | None:
+        """Read outside any transaction; once more should the pooled connection prove dead (the
+        pool renews it: nothing was done yet, so nothing is lost)."""
+        opened: list[sa.Connection] = []
+        with within_deadline(self.wait_timeout, lambda: invalidate(opened)):
+            try:
+                with self.read_engine.connect() as connection:
+                    opened.append(connection)
+                    return read_source_keys(connection, name)
+            except sa.exc.DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+            with self.read_engine.connect() as connection:
+                opened.append(connection)
+                return read_source_keys(connection, name)
+
+    def _refuse(self, source: SourceKeys, message: str) -> Answer:
+        self.commits.run(lambda connection: count_auth_failure(connection, source.id))
+        metrics.PENDING.count(metrics.AUTH_FAILURES, source.name)
+        return _error(401, message, close=True)
 
 
-def _store(
-    session: orm.Session,
-    raw: dict[str, Any],
-    events: list[payloads.Event] | None,
-    errors: dict[str, Any] | None,
-    settings: Settings,
-) -> Outcome:
-    raw_id = insert_new(session, RawEvent.__table__, raw, _RAW_KEY)
-    if raw_id is None:
-        return _repeat(session, raw["source"], raw["fingerprint"], settings)
-    if errors is not None:
-        return Outcome(422, "validation failed", raw_id, errors=errors)
-    assert events is not None
+def _presented_secret(hook: Webhook) -> str | None:
+    scheme, _, value = hook.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return hook.args.get("secret")
+
+
+def _challenge(args: Mapping[str, str], body: bytes) -> str | None:
+    """The verification challenge, from a JSON body or (should the platform use GET) the query."""
+    if "challenge" in args:
+        return args["challenge"]
+    if b"challenge" not in body:
+        return None
     try:
-        return _normalize_raw(
-            session, raw_id, raw["source"], events, raw["received_at"], settings, stored=raw["state"]
-        )
-    except sa.exc.OperationalError:
-        raise  # the database, not our code: retried whole, or answered 503
-    except Exception:
-        # A bug in normalization must not lose the request: keep it raw, answer 202, replay later.
-        log.exception("could not normalize a request from %s; kept raw for replay", raw["source"])
-        session.rollback()
-        kept = {**raw, "state": RawState.pending, "errors": {"_normalize": ["internal error; replay"]}}
-        raw_id = insert_new(session, RawEvent.__table__, kept, _RAW_KEY)
-        if raw_id is None:  # an identical request was stored meanwhile
-            return _repeat(session, raw["source"], raw["fingerprint"], settings)
-        return Outcome(202, "accepted", raw_id, kinds=raw["kinds"])
+        document = bodies.parse_json(body)
+    except bodies.PayloadError:
+        return None
+    if isinstance(document, dict) and isinstance(document.get("challenge"), str | int):
+        return str(document["challenge"])
+    return None
 
 
-def reprocess(session: orm.Session, raw_id: int, settings: Settings) -> Outcome:
+def _only_challenge(args: Mapping[str, str], body: bytes) -> bool:
+    """A verification request holds only the challenge (and the validation key)."""
+    if not body.strip():
+        return set(args) <= {"challenge", "validation_key", "token", "secret"}
+    try:
+        document: dict[str, Any] = bodies.parse_json(body)
+    except bodies.PayloadError:
+        return False
+    return isinstance(document, dict) and set(document) <= {"challenge", "validation_key", "token"}
+
+
+def _raw_request(hook: Webhook, body: bytes) -> RawRequest:
+    headers = {name: value for name, value in hook.headers.items() if name.lower() not in CREDENTIAL_HEADERS}
+    return RawRequest(
+        source=hook.source,
+        method=hook.method,
+        path=hook.path,
+        kind_hint=hook.kind,
+        query_string=bodies.stored_query(hook.query_string),
+        headers=headers,
+        body=body,
+        remote_addr=hook.remote_addr,
+    )
+
+
+def reprocess(session: sa.orm.Session, raw_id: int, settings: Settings) -> Outcome:
     """Parse a stored pending or quarantined request again (after a fix) and store what it says.
 
     Safe to run twice, and twice at once: the row lock orders concurrent replays and the second
@@ -191,7 +236,7 @@ def reprocess(session: orm.Session, raw_id: int, settings: Settings) -> Outcome:
             raw = session.get(RawEvent, raw_id, with_for_update=True, populate_existing=True)
             if raw is None:
                 raise LookupError(raw_id)
-            if raw.state not in (RawState.pending, RawState.quarantined):
+            if raw.state not in REPLAYABLE_RAW:
                 # Processed already, by a replay that held the lock before this one.
                 return Outcome(200, "duplicate", raw.id, kinds=list(raw.kinds or []))
             raw.replays, raw.replayed_at = raw.replays + 1, utcnow()
@@ -203,11 +248,14 @@ def reprocess(session: orm.Session, raw_id: int, settings: Settings) -> Outcome:
                 raw.state, raw.errors, raw.processed_at = RawState.quarantined, exc.errors, utcnow()
                 return Outcome(422, "validation failed", raw.id, errors=exc.errors)
             raw.kinds = [e.kind for e in events]
-            return _normalize_raw(session, raw.id, raw.source, events, raw.received_at, settings)
+            session.flush()
+            return store.normalize_raw(
+                session.connection(), raw.id, raw.source, events, raw.received_at, settings
+            )
     except (LookupError, sa.exc.OperationalError):
         raise
     except Exception:
-        log.exception("replay of raw event %s failed; it stays as it was", raw_id)
+        store.log.exception("replay of raw event %s failed; it stays as it was", raw_id)
         with session.begin():
             session.execute(
                 sa.update(RawEvent)
@@ -215,75 +263,3 @@ def reprocess(session: orm.Session, raw_id: int, settings: Settings) -> Outcome:
                 .values(replays=RawEvent.replays + 1, replayed_at=utcnow())
             )
         return Outcome(202, "accepted", raw_id)
-
-
-def _normalize_raw(
-    session: orm.Session,
-    raw_id: int,
-    source: str,
-    events: list[payloads.Event],
-    received_at: datetime,
-    settings: Settings,
-    stored: RawState | None = None,
-) -> Outcome:
-    """Write the rows of a raw event's events; mark the raw event unless `stored` is its state."""
-    outcome = Outcome(200, "stored", raw_id, kinds=[e.kind for e in events])
-    understood = [e for e in events if e.kind is not None]
-    writer = Writer(session, raw_id, source, received_at, settings)
-    new = 0
-    for ref, is_new in writer.store_all(understood):
-        outcome.events.append(ref)
-        new += is_new
-    outcome.new_recordings = writer.new_recordings
-    outcome.statuses = writer.status_reports
-    if len(understood) < len(events):
-        outcome.code, outcome.message = 202, "accepted"
-        state = RawState.pending
-    elif new == 0:
-        outcome.message = "duplicate"
-        state = RawState.duplicate
-    else:
-        state = RawState.processed
-    if state != stored:
-        _mark(session, raw_id, state, _unknown_kind_errors(events))
-    return outcome
-
-
-def _expected_state(events: list[payloads.Event] | None) -> RawState:
-    if events is None:
-        return RawState.quarantined
-    if any(e.kind is None for e in events):
-        return RawState.pending
-    return RawState.processed
-
-
-def _unknown_kind_errors(events: list[payloads.Event]) -> dict[str, Any] | None:
-    if any(e.kind is None for e in events):
-        return {"_kind": ["event kind not recognised; kept for replay"]}
-    return None
-
-
-def _mark(session: orm.Session, raw_id: int, state: RawState, errors: dict[str, Any] | None) -> None:
-    session.execute(
-        sa.update(RawEvent)
-        .where(RawEvent.id == raw_id)
-        .values(state=state, errors=errors, processed_at=utcnow())
-    )
-
-
-def _repeat(session: orm.Session, source: str, fp: str, settings: Settings) -> Outcome:
-    """The same request again: answer as the first time, store nothing."""
-    raw = session.scalars(
-        sa.select(RawEvent).where(RawEvent.source == source, RawEvent.fingerprint == fp)
-    ).one()
-    if raw.state == RawState.quarantined:
-        return Outcome(422, "validation failed", raw.id, errors=raw.errors)
-    if raw.state == RawState.pending:
-        return Outcome(202, "accepted", raw.id)
-    try:
-        events = payloads.read(raw.headers, raw.query_string, raw.body, raw.kind_hint, settings.max_events)
-    except payloads.PayloadError:  # stored before a stricter rule: it was stored, all the same
-        return Outcome(200, "duplicate", raw.id)
-    writer = Writer(session, raw.id, source, raw.received_at, settings)
-    refs = [writer.reference(e) for e in events if e.kind is not None]
-    return Outcome(200, "duplicate", raw.id, events=refs, kinds=[e.kind for e in events])

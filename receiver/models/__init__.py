@@ -6,7 +6,16 @@ Every table's class is importable from here; alembic reads their metadata throug
 from ..db import Base
 from .access import ApiKey, Source
 from .calls import Call, Recording
-from .common import FINAL_STATUSES, MAX_ID, ApiScope, RawState, RecordingState, Status
+from .common import (
+    FINAL_STATUSES,
+    MAX_ID,
+    REPLAYABLE_RAW,
+    WAITING_RECORDINGS,
+    ApiScope,
+    RawState,
+    RecordingState,
+    Status,
+)
 from .messages import ContactEvent, InboundMessage, Message, MessageEvent, OptOut
 from .provider import ProviderRateSlot
 from .raw import RawEvent
@@ -19,6 +28,8 @@ from ..stats import tables as _stats_tables  # noqa: F401
 __all__ = [
     "FINAL_STATUSES",
     "MAX_ID",
+    "REPLAYABLE_RAW",
+    "WAITING_RECORDINGS",
     "ApiKey",
     "ApiScope",
     "Base",

@@ -61,6 +61,17 @@ class RecordingState(enum.StrEnum):
     failed = "failed"
 
 
+# Recordings a job has still to take somewhere: neither stored nor failed.
+WAITING_RECORDINGS = (
+    RecordingState.pending,
+    RecordingState.retrying,
+    RecordingState.fallback,
+    RecordingState.downloading,
+)
+# Raw events a replay may still store: kept but not understood, or failed validation.
+REPLAYABLE_RAW = (RawState.pending, RawState.quarantined)
+
+
 class ApiScope(enum.StrEnum):
     read = "read"  # the read API only
     operate = "operate"  # also the writing routes: replay events, retry recordings

@@ -1,65 +1,14 @@
-"""`receiver worker`, `receiver recordings status`, `receiver recordings retry`: thin click wrappers
-(registered in receiver.cli, which also gives the app its queue)."""
+"""`receiver recordings status` and `receiver recordings retry`: thin click wrappers."""
 
 from __future__ import annotations
 
-import logging
-import threading
-
 import click
-import sqlalchemy as sa
-from flask import current_app
 from flask.cli import with_appcontext
 
-from .. import tasks
 from ..db import get_db, utcnow
-from ..models import MAX_ID, Recording, RecordingState
-from ..quiet import QuietRepeats
+from ..models import MAX_ID, RecordingState
 from ..wording import plural
-from . import sweep as recordings_sweep
-
-log = logging.getLogger(__name__)
-
-
-def _jobs() -> tasks.Jobs:
-    return tasks.get_jobs(current_app._get_current_object())  # type: ignore[attr-defined]
-
-
-@click.command("worker")
-@click.option("--concurrency", type=int, help="Download threads (default WORKER_CONCURRENCY).")
-@with_appcontext
-def worker_command(concurrency: int | None) -> None:
-    """Run the background worker: recording downloads and the sweep, until SIGINT or SIGTERM."""
-    # Presigned recording URLs carry signatures in their query: keep httpx from logging URLs.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # While the queue or the database is down, every polling thread fails the same way, many
-    # times a second: one traceback a cause, then a line with a count every 30 s.
-    quiet = QuietRepeats()
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(quiet)
-    jobs = _jobs()
-    config = current_app.config
-    workers = concurrency or config["WORKER_CONCURRENCY"]
-    queue = "Redis" if config.get("REDIS_URL") else f"SQLite under {config['VAR_DIR']}"
-    log.info("worker: %d download threads, queue on %s", workers, queue)
-    for name in ("DOWNLOAD_ALLOW_PRIVATE", "DOWNLOAD_ALLOW_HTTP"):
-        if config[name]:
-            log.warning("worker: %s is on; recordings may be fetched from where they should not", name)
-    stop = threading.Event()
-    sweeper = threading.Thread(target=jobs.sweep_forever, args=(stop,), name="sweep", daemon=True)
-    consumer = jobs.huey.create_consumer(
-        workers=workers,
-        worker_type="thread",
-        periodic=True,  # other modules' periodic tasks (the archive policy) run in the worker
-        initial_delay=0.05,
-        max_delay=1.0,  # an idle SQLite queue is polled at least once a second
-        check_worker_health=True,
-    )
-    sweeper.start()
-    try:
-        consumer.run()
-    finally:
-        stop.set()
+from . import status, sweep
 
 
 @click.group("recordings", help="Call recordings and their downloads.")
@@ -78,21 +27,12 @@ def recordings_cli() -> None:
 @with_appcontext
 def status_command(limit: int) -> None:
     """Count recordings by state; list the latest failures with their errors."""
-    r = Recording
     now = utcnow()
     with get_db().new_session() as session:
-        counts = dict(session.execute(sa.select(r.state, sa.func.count()).group_by(r.state)).all())
-        waiting = [s for s in RecordingState if s not in (RecordingState.stored, RecordingState.failed)]
-        oldest = session.scalar(sa.select(sa.func.min(r.created_at)).where(r.state.in_(waiting)))
-        expired = session.scalar(
-            sa.select(sa.func.count()).where(r.state.in_(waiting), r.url_expires_at <= now)
-        )
-        failed = session.execute(
-            sa.select(r.id, r.call_id, r.attempts, r.last_error)
-            .where(r.state == RecordingState.failed)
-            .order_by(r.updated_at.desc())
-            .limit(limit)
-        ).all()
+        counts = status.counts(session)
+        oldest = status.oldest_waiting(session)
+        expired = status.waiting_past_expiry(session, now)
+        failed = status.latest_failures(session, limit)
     for state in RecordingState:
         click.echo(f"{state.value:<12}{counts.get(state, 0)}")
     if oldest is not None:
@@ -119,13 +59,13 @@ def retry_command(recording_id: int | None, all_failed: bool) -> None:
         raise click.UsageError("give a recording ID or --failed, not both")
     with get_db().new_session() as session:
         if recording_id is None:
-            count = len(recordings_sweep.retry_failed(session))
+            count = len(sweep.retry_failed(session))
         else:
             try:
-                recordings_sweep.retry(session, recording_id)
+                sweep.retry(session, recording_id)
             except LookupError:
                 raise click.ClickException(f"no recording {recording_id}") from None
-            except recordings_sweep.NotRetryable as exc:
+            except sweep.NotRetryable as exc:
                 raise click.ClickException(f"recording {recording_id} not queued: {exc}") from None
             count = 1
     click.echo(f"{plural(count, 'recording')} queued again")

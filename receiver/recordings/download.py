@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,31 +25,25 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from .. import fetcher as fetch
+from ..config import Settings
 from ..db import utcnow
-from ..models import Call, Recording, RecordingState
-from ..numbers import DEFAULT_COUNTRY_CODE, canonical
+from ..models import WAITING_RECORDINGS, Call, Recording, RecordingState
+from ..numbers import DEFAULT_COUNTRY_CODE
 from ..provider import ProviderAuthError, ProviderClient, ProviderError
 from ..wording import plural
+from .audio import sniff_audio
+from .fallback import find_fresh_url
 from .files import lock_files, place, storage_path
 
 log = logging.getLogger(__name__)
 
 S = RecordingState
-WAITING = (S.pending, S.retrying, S.fallback, S.downloading)
-# Magic numbers of the audio formats a call platform produces, and the type each is stored with.
-_AUDIO_MAGIC: tuple[tuple[int, bytes, str], ...] = (
-    (0, b"ID3", "audio/mpeg"),
-    (0, b"OggS", "audio/ogg"),
-    (0, b"fLaC", "audio/flac"),
-    (0, b"#!AMR", "audio/amr"),
-    (0, b"\x1a\x45\xdf\xa3", "audio/webm"),
-    (4, b"ftyp", "audio/mp4"),
-    (0, b".snd", "audio/basic"),
-)
 
 
 @dataclass(frozen=True)
 class Policy:
+    """How recordings are downloaded: where they go, how big, how long a job holds one, retries."""
+
     recordings_dir: Path
     max_bytes: int
     lease: float
@@ -63,19 +57,19 @@ class Policy:
     country_code: str = DEFAULT_COUNTRY_CODE
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Policy:
+    def from_settings(cls, settings: Settings) -> Policy:
         return cls(
-            recordings_dir=Path(config["RECORDINGS_DIR"]),
-            max_bytes=config["RECORDING_MAX_BYTES"],
-            lease=config["RECORDING_LEASE"],
-            retry_base=config["RECORDING_RETRY_BASE"],
-            retry_max=config["RECORDING_RETRY_MAX"],
-            expiry_margin=config["RECORDING_EXPIRY_MARGIN"],
-            max_attempts=config["RECORDING_MAX_ATTEMPTS"],
-            match_window=config["RECORDING_MATCH_WINDOW"],
-            requeue_after=config["RECORDING_REQUEUE_AFTER"],
-            timezone=ZoneInfo(config["PROVIDER_TIMEZONE"]),
-            country_code=config["DEFAULT_COUNTRY_CODE"],
+            recordings_dir=Path(settings.RECORDINGS_DIR),
+            max_bytes=settings.RECORDING_MAX_BYTES,
+            lease=settings.RECORDING_LEASE,
+            retry_base=settings.RECORDING_RETRY_BASE,
+            retry_max=settings.RECORDING_RETRY_MAX,
+            expiry_margin=settings.RECORDING_EXPIRY_MARGIN,
+            max_attempts=settings.RECORDING_MAX_ATTEMPTS,
+            match_window=settings.RECORDING_MATCH_WINDOW,
+            requeue_after=settings.RECORDING_REQUEUE_AFTER,
+            timezone=ZoneInfo(settings.PROVIDER_TIMEZONE),
+            country_code=settings.DEFAULT_COUNTRY_CODE,
         )
 
 
@@ -100,18 +94,6 @@ class _Claim:
     url: str
     url_expires_at: datetime
     call: Call
-
-
-def sniff_audio(head: bytes) -> str | None:
-    """The audio type the first bytes announce, or None when they are not audio."""
-    for offset, magic, content_type in _AUDIO_MAGIC:
-        if head[offset : offset + len(magic)] == magic:
-            return content_type
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return "audio/wav"
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
-        return "audio/mpeg"  # an MPEG audio frame without an ID3 tag
-    return None
 
 
 class Downloader:
@@ -159,7 +141,7 @@ class Downloader:
                 sa.update(r)
                 .where(
                     r.id == recording_id,
-                    r.state.in_(WAITING),
+                    r.state.in_(WAITING_RECORDINGS),
                     sa.or_(r.locked_until.is_(None), r.locked_until < now),
                     sa.or_(r.next_attempt_at.is_(None), r.next_attempt_at <= now + timedelta(seconds=1)),
                 )
@@ -288,7 +270,7 @@ class Downloader:
             "sa.CursorResult[Any]",
             session.execute(
                 sa.update(r)
-                .where(r.id == claim.id, r.attempts == claim.attempt, r.state.in_(WAITING))
+                .where(r.id == claim.id, r.attempts == claim.attempt, r.state.in_(WAITING_RECORDINGS))
                 .values(updated_at=utcnow(), **values)
             ),
         ).rowcount
@@ -316,48 +298,3 @@ def backoff(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff with jitter: between half and all of base·2^(attempt-1), capped."""
     ceiling = min(cap, base * 2 ** max(0, attempt - 1))
     return random.uniform(ceiling / 2, ceiling)
-
-
-# -- the recordings API fallback ----------------------------------------------------------------
-
-
-def numbers_match(a: Any, b: Any, country_code: str = DEFAULT_COUNTRY_CODE) -> bool:
-    """The same phone number by the rule every number filter uses (receiver.numbers): with or
-    without country code, `+`, `00`, a trunk `0` or spacing; a national number has `country_code`."""
-    x, y = canonical(a, country_code), canonical(b, country_code)
-    return x is not None and x == y
-
-
-def _provider_time(value: Any, tz: ZoneInfo) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(str(value).strip())
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
-
-
-def find_fresh_url(
-    client: ProviderClient, call: Call, policy: Policy, progress: Callable[[int], None] | None = None
-) -> str | None:
-    """Ask `voice/recordings` for the call's recording: same numbers, the closest time in the window."""
-    moments = [t for t in (call.start_at, call.end_at) if t is not None] or [call.received_at]
-    window = timedelta(seconds=policy.match_window)
-    first = (min(moments) - window).astimezone(policy.timezone)
-    last = (max(moments) + window).astimezone(policy.timezone)
-    params = {"datetime[r.created_at]": f"{first:%b %d, %Y} - {last:%b %d, %Y}"}
-    best: tuple[float, str] | None = None
-    for seen, item in enumerate(client.paginate("voice/recordings", params)):
-        if progress is not None:
-            progress(seen)  # keeps the lease while pages come in
-        audio = item.get("audio")
-        if not audio or not numbers_match(item.get("call_from"), call.from_number, policy.country_code):
-            continue
-        if not numbers_match(item.get("call_to"), call.to_number, policy.country_code):
-            continue
-        created = _provider_time(item.get("created_at"), policy.timezone)
-        if created is None:
-            continue
-        distance = min(abs((created - moment).total_seconds()) for moment in moments)
-        if distance <= policy.match_window and (best is None or distance < best[0]):
-            best = (distance, str(audio))
-    return best[1] if best else None

@@ -8,25 +8,27 @@ hand-over never fails the request, and never holds its answer more than half a s
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from flask import current_app
 
 from ..deadline import Deadline
 from ..quiet import repeated
 
+if TYPE_CHECKING:  # the jobs module imports the sweep, which imports this one
+    from .jobs import Jobs
+
 log = logging.getLogger(__name__)
 
 # The longest a webhook's answer waits for the job queue, with room for the rest of the request
 # within half a second (under the web's gevent worker; with threads, the queue connection's own
-# timeouts bound it: receiver.tasks).
+# timeouts bound it: receiver.jobqueue).
 ENQUEUE_SECONDS = 0.4
 
 
 def enqueue(recording_ids: list[int]) -> None:
     """Queue a download job for each recording; on failure say so once in a while, and go on."""
-    from ..tasks import get_jobs
-
-    jobs = get_jobs(current_app._get_current_object())  # type: ignore[attr-defined]
+    jobs: Jobs = current_app.extensions["receiver.jobs"]
     failure: Exception | None = None
     with Deadline(ENQUEUE_SECONDS) as deadline:
         try:

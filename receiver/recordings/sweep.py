@@ -16,10 +16,10 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from ..db import utcnow
-from ..models import Recording, RecordingState
+from ..models import WAITING_RECORDINGS, Recording, RecordingState
 from ..wording import plural
 from . import queue as recordings_queue
-from .download import WAITING, Policy
+from .download import Policy
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def sweep(session: orm.Session, policy: Policy, limit: int = 1000) -> list[int]:
         r.locked_until.is_(None),
         sa.func.coalesce(r.next_attempt_at, r.created_at) < now - timedelta(seconds=policy.requeue_after),
     )
-    stale = sa.and_(r.state.in_(WAITING), sa.or_(lease_expired, never_started))
+    stale = sa.and_(r.state.in_(WAITING_RECORDINGS), sa.or_(lease_expired, never_started))
     oldest_first = sa.select(r.id).where(stale).order_by(r.url_expires_at).limit(limit)
     with session.begin():
         ids = session.scalars(

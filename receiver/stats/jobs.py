@@ -62,7 +62,9 @@ def init_app(app: Flask) -> None:
     """Register the roll-up on the app's queue: each minute, where periodic tasks run."""
     from huey import crontab
 
-    huey: Any = app.extensions["receiver.huey"]
+    from .. import jobqueue
+
+    huey: Any = jobqueue.get_queue(app)
 
     def stats_rollup() -> None:
         grace = timedelta(seconds=app.config["STATS_ROLLUP_GRACE"])

@@ -1,0 +1,260 @@
+"""Group commit: the concurrent webhooks of a process share one transaction and one COMMIT.
+
+A webhook hands its writes over as a job and waits. A waiting job that finds a writer's place free
+(one on SQLite, DB_POOL_SIZE on PostgreSQL) leads a batch: it takes every job waiting (at most
+MAX_BATCH), runs each in a savepoint of its own (one failing touches no other), commits once, and
+only then wakes the batch's jobs with their results. Under gevent many webhooks wait at once, so
+one COMMIT (SQLite's fsync, PostgreSQL's WAL flush) serves ten or more; under threads, fewer;
+alone, a batch is one job, as a transaction of its own would be.
+
+Nothing is answered before the COMMIT: should it fail, or the process die before it, every job
+of the batch fails (503, or no answer at all) and nothing of them is stored. A lost connection,
+a deadlock or a serialization failure runs the whole batch again (every write is idempotent);
+a COMMIT applied just before the connection was lost makes the next try find the requests
+stored and answer `duplicate`.
+
+On SQLite the writer lock is taken first (BEGIN IMMEDIATE) and, under gevent, waited for in
+gevent's thread pool, as is the COMMIT's fsync: another process holding the lock stalls this
+batch, not the event loop. On PostgreSQL, the database's own deadline bounds every wait
+(receiver.db.answering_within).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+
+from ..db import within_deadline
+from ..deadline import cooperative
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_BATCH = 64
+# PostgreSQL's deadlock and serialization failures: the transaction is rolled back whole and
+# is safe to run again. So is a lost connection (the pool renews it).
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+_ATTEMPTS = 3
+
+
+@dataclass
+class _Job(Generic[T]):
+    work: Callable[[sa.Connection], T]
+    fallback: Callable[[sa.Connection], T] | None = None
+    wake: threading.Event = field(default_factory=threading.Event)
+    chosen: bool = False  # handed a writer's place: lead the next batch
+    finished: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[no-any-return]
+
+
+class GroupCommit:
+    """The write transactions of one process, committed in groups, at most `writers` at once."""
+
+    def __init__(
+        self, engine: sa.Engine, wait_timeout: float, writers: int = 1, max_batch: int = MAX_BATCH
+    ) -> None:
+        self.engine = engine
+        self.wait_timeout = wait_timeout
+        self.sqlite = engine.dialect.name == "sqlite"
+        # SQLite has one writer at a time anyway.
+        self.writers = 1 if self.sqlite else max(1, writers)
+        self.max_batch = max_batch
+        if self.sqlite:
+            self._turns = _WriterTurns(f"{engine.url.database}.writer-lock")
+        self._lock = threading.Lock()
+        self._queue: list[_Job[Any]] = []
+        self._leaders = 0
+
+    def waiting(self) -> int:
+        """How many jobs wait for a batch to take them."""
+        with self._lock:
+            return len(self._queue)
+
+    def run(
+        self, work: Callable[[sa.Connection], T], fallback: Callable[[sa.Connection], T] | None = None
+    ) -> T:
+        """Run `work` in a savepoint of a batch's transaction; return its result once committed.
+
+        Should `work` raise (but for the database failing: then the whole batch fails or runs
+        again), its savepoint is rolled back and `fallback`, if given, runs in a new one. Either
+        may run more than once (when the batch is tried again): their writes must be idempotent.
+        """
+        job: _Job[T] = _Job(work, fallback)
+        with self._lock:
+            self._queue.append(job)
+            leading = self._leaders < self.writers
+            self._leaders += leading
+        while True:
+            if not leading:
+                job.wake.wait()  # its batch is committed, or a writer's place is handed to it
+                with self._lock:
+                    job.wake.clear()
+                    leading, job.chosen = job.chosen, False
+                if not leading:
+                    return job.outcome()
+            self._lead()
+            leading = False
+            if job.finished:  # in its own batch, or in another leader's meanwhile
+                return job.outcome()
+
+    def _lead(self) -> None:
+        """Write a batch of what waits (on a writer's place held), then hand the place on."""
+        with self._lock:
+            batch = self._queue[: self.max_batch]
+            del self._queue[: len(batch)]
+        try:
+            if batch:
+                self._write(batch)
+        finally:
+            with self._lock:
+                for taken in batch:
+                    taken.finished = True
+                    taken.wake.set()
+                if self._queue:
+                    following = self._queue[0]
+                    following.chosen = True
+                    following.wake.set()
+                else:
+                    self._leaders -= 1
+
+    def _write(self, batch: list[_Job[Any]]) -> None:
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                self._transaction(batch)
+                return
+            except sa.exc.OperationalError as exc:
+                reason = (
+                    "connection lost" if exc.connection_invalidated else getattr(exc.orig, "sqlstate", None)
+                )
+                if (exc.connection_invalidated or reason in _RETRYABLE_SQLSTATES) and attempt < _ATTEMPTS:
+                    log.warning("ingest transaction: %s (attempt %d); running it again", reason, attempt)
+                    continue
+                error: BaseException = exc
+            except BaseException as exc:  # noqa: BLE001 - handed to every job of the batch
+                error = exc
+            for job in batch:
+                job.result, job.error = None, error
+            return
+
+    def _transaction(self, batch: list[_Job[Any]]) -> None:
+        if self.sqlite:
+            with self._turns.held(), self.engine.connect() as connection:
+                self._sqlite_transaction(connection, batch)
+            return
+        opened: list[sa.Connection] = []
+        with within_deadline(self.wait_timeout, lambda: invalidate(opened)):
+            with self.engine.connect() as connection:
+                opened.append(connection)
+                with connection.begin():
+                    self._run_all(connection, batch)
+
+    def _sqlite_transaction(self, connection: sa.Connection, batch: list[_Job[Any]]) -> None:
+        transaction = connection.begin()  # the driver's BEGIN is ours, IMMEDIATE: the writer lock
+        try:
+            raw = connection.connection.dbapi_connection
+            assert raw is not None
+            _begin_immediate(raw)
+            self._run_all(connection, batch)
+            _blocking(transaction.commit)
+        except BaseException:
+            transaction.rollback()
+            raise
+
+    @staticmethod
+    def _run_all(connection: sa.Connection, batch: list[_Job[Any]]) -> None:
+        for job in batch:
+            job.result, job.error = None, None
+            try:
+                with connection.begin_nested():
+                    job.result = job.work(connection)
+                continue
+            except sa.exc.OperationalError:
+                raise  # the transaction may be gone: the whole batch fails or runs again
+            except Exception as exc:  # its savepoint was rolled back: this job fails alone
+                if job.fallback is None:
+                    job.error = exc
+                    continue
+                log.exception("a write failed; its fallback runs instead")
+            try:
+                with connection.begin_nested():
+                    job.result = job.fallback(connection)
+            except sa.exc.OperationalError:
+                raise
+            except Exception as exc:
+                job.error = exc
+
+
+def invalidate(connections: list[sa.Connection]) -> None:
+    for connection in connections:
+        if not connection.closed and not connection.invalidated:
+            connection.invalidate()
+
+
+class _WriterTurns:
+    """Web processes take turns at SQLite's writer lock through a lock on a file beside the
+    database: the kernel hands it to the next process the moment it is let go, where SQLite's
+    own busy handler sleeps a waiting process up to 100 ms between tries. Other writers (the
+    worker, commands) do without it and wait through the busy handler as before."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def _file(self) -> int:
+        if self._fd is None or self._pid != os.getpid():  # a forked process opens its own
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        fd = self._file()
+        try:  # free (the common case): no trip to the thread pool
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _blocking(fcntl.flock, fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _begin_immediate(raw: Any) -> None:
+    """BEGIN IMMEDIATE: at once when the writer lock is free, else waited for in the thread pool
+    (through the busy handler: a writer of another kind, the worker or a command, holds it)."""
+    (timeout,) = raw.execute("PRAGMA busy_timeout").fetchone()
+    raw.execute("PRAGMA busy_timeout = 0")
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        return
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+    _blocking(raw.execute, "BEGIN IMMEDIATE")
+
+
+def _blocking(function: Callable[..., Any], *args: Any) -> Any:
+    """Call `function`; under gevent in its thread pool, so that the event loop runs meanwhile."""
+    if cooperative():
+        import gevent
+
+        return gevent.get_hub().threadpool.apply(function, args)
+    return function(*args)

@@ -1,0 +1,223 @@
+"""One webhook request's writes: the raw request first, then its normalized rows.
+
+`write` runs in a transaction someone else commits (receiver.ingest.commit), inside a savepoint
+of its own, so that it can fail alone. Should the normalized rows fail for any reason but the
+database's, the savepoint is rolled back and the raw request alone is stored again (`keep_raw`),
+marked for replay: a bug never loses a request. Idempotency comes from unique constraints (INSERT ... ON
+CONFLICT DO NOTHING), never from a read before a write, so a provider retry and two identical
+requests at the same instant both end in one row.
+
+`write` is the one place for further rows that must be committed with the request (an outbox
+row, counters): add them there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+
+from .. import answers
+from ..db import insert_new, utcnow
+from ..models import RawEvent, RawState
+from . import payloads
+from .normalize import Writer
+from .rows import Settings
+
+log = logging.getLogger(__name__)
+
+RAW_EVENTS = cast(sa.Table, RawEvent.__table__)
+_RAW_KEY = ["source", "fingerprint"]
+_RAW_BY_FINGERPRINT = sa.select(RAW_EVENTS).where(
+    RAW_EVENTS.c.source == sa.bindparam("source"), RAW_EVENTS.c.fingerprint == sa.bindparam("fingerprint")
+)
+
+
+@dataclass
+class RawRequest:
+    """A request as received, credentials already removed."""
+
+    source: str
+    method: str
+    path: str
+    kind_hint: str | None
+    query_string: str
+    headers: dict[str, str]
+    body: bytes
+    remote_addr: str | None
+
+
+@dataclass
+class Outcome:
+    """How a request ended: the answer's code and message, and what it stored."""
+
+    code: int
+    message: str
+    raw_event_id: int
+    events: list[Any] = field(default_factory=list)
+    errors: dict[str, Any] | None = None
+    new_recordings: list[int] = field(default_factory=list)
+    kinds: list[str | None] = field(default_factory=list)
+    statuses: list[tuple[str, str]] = field(default_factory=list)  # (channel, status) of new reports
+
+    @property
+    def outcome(self) -> str:
+        """The metric label: stored, duplicate, accepted or quarantined."""
+        return {202: "accepted", 422: "quarantined"}.get(self.code, self.message)
+
+    def answer(self) -> dict[str, Any]:
+        """The webhook's answer, in the provider's `{status, code, message}` shape (HTTP `code`)."""
+        if self.code == 422:
+            return answers.body(self.code, self.message, errors=self.errors or {}, event=self.raw_event_id)
+        return answers.body(self.code, self.message, events=self.events)
+
+
+@dataclass
+class Parsed:
+    """A request read, before any write: the raw event's row, and its events or why it has none."""
+
+    raw: dict[str, Any]
+    events: list[payloads.Event] | None
+    errors: dict[str, Any] | None
+
+
+def request_fingerprint(method: str, kind_hint: str | None, query_string: str, body: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in (method.upper(), kind_hint or "", query_string):
+        digest.update(part.encode())
+        digest.update(b"\n")
+    digest.update(body)
+    return digest.hexdigest()
+
+
+def parse(request: RawRequest, max_events: int) -> Parsed:
+    """Read the request's events (CPU only: done before the request waits for the database)."""
+    now = utcnow()
+    events: list[payloads.Event] | None = None
+    errors: dict[str, Any] | None = None
+    try:
+        events = payloads.read(
+            request.headers, request.query_string, request.body, request.kind_hint, max_events
+        )
+    except payloads.PayloadError as exc:
+        errors = exc.errors
+    raw = {
+        "source": request.source,
+        "received_at": now,
+        "method": request.method,
+        "path": request.path,
+        "kind_hint": request.kind_hint,
+        "query_string": request.query_string,
+        "headers": request.headers,
+        "body": request.body,
+        "remote_addr": request.remote_addr,
+        "sha256": hashlib.sha256(request.body).hexdigest(),
+        "fingerprint": request_fingerprint(
+            request.method, request.kind_hint, request.query_string, request.body
+        ),
+        # The likely final state, so that the common case needs no UPDATE afterwards.
+        "state": _expected_state(events),
+        "errors": errors if events is None else _unknown_kind_errors(events),
+        "processed_at": now,
+        "kinds": [e.kind for e in events] if events is not None else None,
+    }
+    return Parsed(raw, events, errors)
+
+
+def write(connection: sa.Connection, parsed: Parsed, settings: Settings) -> Outcome:
+    """Store one parsed request, raw and as rows."""
+    raw = parsed.raw
+    raw_id = insert_new(connection, RAW_EVENTS, raw, _RAW_KEY)
+    if raw_id is None:
+        return repeat(connection, raw["source"], raw["fingerprint"], settings)
+    if parsed.errors is not None:
+        return Outcome(422, "validation failed", raw_id, errors=parsed.errors)
+    assert parsed.events is not None
+    return normalize_raw(
+        connection, raw_id, raw["source"], parsed.events, raw["received_at"], settings, stored=raw["state"]
+    )
+
+
+def keep_raw(connection: sa.Connection, parsed: Parsed, settings: Settings) -> Outcome:
+    """What `write` does when writing the rows failed (a bug): the raw request alone, for replay."""
+    raw = parsed.raw
+    log.error("could not normalize a request from %s; kept raw for replay", raw["source"])
+    kept = {**raw, "state": RawState.pending, "errors": {"_normalize": ["internal error; replay"]}}
+    raw_id = insert_new(connection, RAW_EVENTS, kept, _RAW_KEY)
+    if raw_id is None:  # an identical request was stored meanwhile
+        return repeat(connection, raw["source"], raw["fingerprint"], settings)
+    return Outcome(202, "accepted", raw_id, kinds=raw["kinds"])
+
+
+def normalize_raw(
+    connection: sa.Connection,
+    raw_id: int,
+    source: str,
+    events: list[payloads.Event],
+    received_at: datetime,
+    settings: Settings,
+    stored: RawState | None = None,
+) -> Outcome:
+    """Write the rows of a raw event's events; mark the raw event unless `stored` is its state."""
+    outcome = Outcome(200, "stored", raw_id, kinds=[e.kind for e in events])
+    understood = [e for e in events if e.kind is not None]
+    writer = Writer(connection, raw_id, source, received_at, settings)
+    new = 0
+    for ref, is_new in writer.store_all(understood):
+        outcome.events.append(ref)
+        new += is_new
+    outcome.new_recordings = writer.new_recordings
+    outcome.statuses = writer.status_reports
+    if len(understood) < len(events):
+        outcome.code, outcome.message = 202, "accepted"
+        state = RawState.pending
+    elif new == 0:
+        outcome.message = "duplicate"
+        state = RawState.duplicate
+    else:
+        state = RawState.processed
+    if state != stored:
+        mark(connection, raw_id, state, _unknown_kind_errors(events))
+    return outcome
+
+
+def _expected_state(events: list[payloads.Event] | None) -> RawState:
+    if events is None:
+        return RawState.quarantined
+    if any(e.kind is None for e in events):
+        return RawState.pending
+    return RawState.processed
+
+
+def _unknown_kind_errors(events: list[payloads.Event]) -> dict[str, Any] | None:
+    if any(e.kind is None for e in events):
+        return {"_kind": ["event kind not recognised; kept for replay"]}
+    return None
+
+
+def mark(connection: sa.Connection, raw_id: int, state: RawState, errors: dict[str, Any] | None) -> None:
+    connection.execute(
+        sa.update(RAW_EVENTS)
+        .where(RAW_EVENTS.c.id == raw_id)
+        .values(state=state, errors=errors, processed_at=utcnow())
+    )
+
+
+def repeat(connection: sa.Connection, source: str, fingerprint: str, settings: Settings) -> Outcome:
+    """The same request again: answer as the first time, store nothing."""
+    raw = connection.execute(_RAW_BY_FINGERPRINT, {"source": source, "fingerprint": fingerprint}).one()
+    if raw.state == RawState.quarantined:
+        return Outcome(422, "validation failed", raw.id, errors=raw.errors)
+    if raw.state == RawState.pending:
+        return Outcome(202, "accepted", raw.id)
+    try:
+        events = payloads.read(raw.headers, raw.query_string, raw.body, raw.kind_hint, settings.max_events)
+    except payloads.PayloadError:  # stored before a stricter rule: it was stored, all the same
+        return Outcome(200, "duplicate", raw.id)
+    writer = Writer(connection, raw.id, source, raw.received_at, settings)
+    refs = [writer.reference(e) for e in events if e.kind is not None]
+    return Outcome(200, "duplicate", raw.id, events=refs, kinds=[e.kind for e in events])

@@ -1,0 +1,218 @@
+"""Group commit: concurrent webhooks of a process share one transaction, a savepoint each.
+
+Each test makes a batch for sure: a connection of the test's own holds the database's write
+lock while the webhooks arrive, so the first (on PostgreSQL the first few, one a writer's place)
+wait for it as leaders of a batch and the others queue behind; once they all wait, the lock is
+let go and the queued ones are written together.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from receiver.ingest.service import Ingest
+from receiver.models import RawState
+
+from .conftest import raw_events, row_counts
+from .payloads import sms
+
+
+@contextmanager
+def writer_held(app: Flask) -> Iterator[None]:
+    """Hold the database's write lock (SQLite) or the raw events table (PostgreSQL)."""
+    engine = sa.create_engine(app.extensions["receiver.db"].engine.url, poolclass=sa.NullPool)
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.execute(sa.text("LOCK TABLE raw_events IN EXCLUSIVE MODE"))
+        try:
+            yield
+        finally:
+            connection.rollback()
+    engine.dispose()
+
+
+def commits(app: Flask) -> list[int]:
+    """Every COMMIT of the app's engine from now on (one item each)."""
+    seen: list[int] = []
+    sa.event.listen(app.extensions["receiver.db"].engine, "commit", lambda _conn: seen.append(1))
+    return seen
+
+
+def queued_together(app: Flask, post: Callable[[Any], Any], payloads: list[Any]) -> list[Any]:
+    """Post every payload at once, all queued behind the first batches before any is written."""
+    ingest = Ingest.of(app)
+    queued = len(payloads) - ingest.commits.writers
+    with ThreadPoolExecutor(len(payloads)) as pool, writer_held(app):
+        futures = [pool.submit(post, payload) for payload in payloads]
+        deadline = time.monotonic() + 20
+        while ingest.commits.waiting() < queued and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ingest.commits.waiting() == queued
+    return [future.result() for future in futures]
+
+
+def fail_on(app: Flask, message_id: str) -> Callable[[], None]:
+    """A trigger refusing one message's row, standing in for a bug in its normalization."""
+    engine = app.extensions["receiver.db"].engine
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER fail_one BEFORE INSERT ON messages WHEN NEW.id = '{message_id}'"
+                " BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+            )
+        else:
+            connection.exec_driver_sql(
+                "CREATE FUNCTION fail_one() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.id = '{message_id}' THEN RAISE EXCEPTION 'injected fault'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            connection.exec_driver_sql(
+                "CREATE TRIGGER fail_one BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION fail_one()"
+            )
+
+    def drop() -> None:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "DROP TRIGGER IF EXISTS fail_one"
+                + ("" if engine.dialect.name == "sqlite" else " ON messages")
+            )
+            if engine.dialect.name != "sqlite":
+                connection.exec_driver_sql("DROP FUNCTION IF EXISTS fail_one()")
+
+    return drop
+
+
+def test_concurrent_webhooks_share_one_commit(app, hooks):
+    seen = commits(app)
+    payloads = [sms(id=f"group:{n}") for n in range(12)]
+
+    answers = queued_together(app, hooks.post, payloads)
+
+    assert [a.status_code for a in answers] == [200] * 12
+    assert {a.get_json()["message"] for a in answers} == {"stored"}
+    # The first batches, one a writer's place, each alone (waiting for the lock), then the rest at once.
+    assert len(seen) == Ingest.of(app).commits.writers + 1
+    assert row_counts(app)["messages"] == 12
+
+
+def test_one_bad_webhook_among_many_fails_alone(app, hooks):
+    drop = fail_on(app, "group:bad")
+    try:
+        payloads = [sms(id=f"group:{n}") for n in range(5)] + [sms(id="group:bad")]
+        payloads += [sms(id=f"group:{n}") for n in range(5, 10)]
+        answers = queued_together(app, hooks.post, payloads)
+    finally:
+        drop()
+
+    codes = [a.status_code for a in answers]
+    assert codes[5] == 202 and answers[5].get_json()["message"] == "accepted"
+    assert codes[:5] + codes[6:] == [200] * 10
+    assert row_counts(app)["messages"] == 10
+    states = [raw.state for raw in raw_events(app)]
+    assert states.count(RawState.processed) == 10
+    assert states.count(RawState.pending) == 1  # the bad one, raw alone, for a replay
+
+
+def test_a_failure_between_the_savepoints_and_the_commit_answers_nothing_stored(app, hooks):
+    """The COMMIT itself fails (as when the process or its connection dies there): no webhook
+    of the batch is acknowledged, and none of them is stored."""
+    engine = app.extensions["receiver.db"].engine
+    failing = threading.Event()
+
+    def die_at_commit(_connection: Any) -> None:
+        if failing.is_set():
+            raise OSError("the process died before its COMMIT")
+
+    sa.event.listen(engine, "commit", die_at_commit)
+    failing.set()
+    try:
+        answers = queued_together(app, hooks.post, [sms(id=f"lost:{n}") for n in range(8)])
+    finally:
+        failing.clear()
+        sa.event.remove(engine, "commit", die_at_commit)
+
+    assert all(a.status_code >= 500 for a in answers)
+    assert all(a.get_json()["status"] == "ERROR" for a in answers)
+    assert row_counts(app)["raw_events"] == 0
+    assert row_counts(app)["messages"] == 0
+    # The next webhooks are stored as usual.
+    assert hooks.post(sms(id="lost:0")).status_code == 200
+
+
+def test_concurrent_duplicates_in_one_batch_store_one_row(app, hooks):
+    payload = sms(id="twin:1")
+
+    answers = queued_together(app, hooks.post, [payload] * 6)
+
+    assert [a.status_code for a in answers] == [200] * 6
+    assert sorted(a.get_json()["message"] for a in answers) == ["duplicate"] * 5 + ["stored"]
+    assert {tuple(a.get_json()["events"]) for a in answers} == {("twin:1",)}
+    assert row_counts(app)["raw_events"] == 1
+    assert row_counts(app)["messages"] == 1
+    assert row_counts(app)["message_events"] == 1
+
+
+@pytest.fixture
+def short_cache(settings: dict[str, Any]) -> float:
+    settings["SOURCE_CACHE_SECONDS"] = 0.5
+    return 0.5
+
+
+def source_reads(app: Flask) -> list[str]:
+    """Every statement reading the sources table from now on."""
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM sources" in statement:
+            seen.append(statement)
+
+    sa.event.listen(app.extensions["receiver.db"].engine, "before_cursor_execute", note)
+    return seen
+
+
+def other_process(app: Flask, statement: str) -> None:
+    """Change the sources table as another process would (the CLI on another machine)."""
+    engine = sa.create_engine(app.extensions["receiver.db"].engine.url, poolclass=sa.NullPool)
+    with engine.begin() as connection:
+        connection.execute(sa.text(statement))
+    engine.dispose()
+
+
+def test_the_source_is_read_once_within_its_cache_time(short_cache, app, hooks):
+    reads = source_reads(app)
+    for n in range(5):
+        assert hooks.post(sms(id=f"cache:{n}")).status_code == 200
+    assert len(reads) == 1
+
+
+def test_a_source_removed_elsewhere_is_refused_within_the_cache_time(short_cache, app, hooks):
+    assert hooks.post(sms(id="gone:1")).status_code == 200
+    other_process(app, "DELETE FROM sources WHERE name = 'portal'")
+
+    time.sleep(short_cache + 0.1)
+
+    assert hooks.post(sms(id="gone:2")).status_code == 404
+
+
+def test_a_secret_rotated_elsewhere_takes_effect_within_the_cache_time(short_cache, app, hooks):
+    from receiver import keys
+
+    assert hooks.post(sms(id="rotate:1")).status_code == 200
+    other_process(app, f"UPDATE sources SET secret_digest = '{keys.digest('a-new-secret-123')}'")
+
+    time.sleep(short_cache + 0.1)
+
+    assert hooks.post(sms(id="rotate:2")).status_code == 401
+    answer = hooks.post(sms(id="rotate:3"), headers={"Authorization": "Bearer a-new-secret-123"})
+    assert answer.status_code == 200
