@@ -49,10 +49,12 @@ def register_jobs(app: Flask) -> None:
     runs beside it: one line a package."""
     from . import jobqueue
     from .archive import jobs as archive_jobs
+    from .forwarding import jobs as forwarding_jobs
     from .recordings import jobs as recordings_jobs
     from .stats import jobs as stats_jobs
 
     jobqueue.init_app(app)
     recordings_jobs.init_app(app)
     archive_jobs.init_app(app)
+    forwarding_jobs.init_app(app)
     stats_jobs.init_app(app)

@@ -15,6 +15,7 @@ from sqlalchemy import orm
 from . import create_app, migrate, sources
 from .archive.cli import archive_cli, verify_command
 from .db import get_db
+from .forwarding.cli import destinations_cli
 from .ingest.replay import replay_command
 from .models import ApiScope
 from .recordings.cli import recordings_cli
@@ -194,6 +195,7 @@ def commands() -> list[click.Command]:
         recordings_cli,
         replay_command,
         archive_cli,
+        destinations_cli,
         stats_cli,
     ]
 

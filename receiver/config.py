@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     DB_WAIT_TIMEOUT: float = 4.0
     SOURCE_CACHE_SECONDS: float = 2.0
     SQLITE_SYNCHRONOUS: str = "FULL"
+    FORWARD_TIMEOUT: float = 10.0
+    FORWARD_LEASE: float = 60.0
+    FORWARD_RETRY_BASE: float = 2.0
+    FORWARD_RETRY_MAX: float = 3600.0
+    FORWARD_RETRY_FOR: float = 259200.0
+    FORWARD_RATE_LIMIT: float = 50.0
+    FORWARD_CONCURRENCY: int = 8
+    FORWARD_RETAIN_DAYS: float = 14.0
+    FORWARD_POLL_INTERVAL: float = 0.2
 
     @field_validator("DATABASE_URL")
     @classmethod

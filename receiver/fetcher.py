@@ -120,6 +120,20 @@ def check_url(url: str, policy: FetchPolicy) -> httpx.URL:
     return parsed
 
 
+def check_reachable(url: str, policy: FetchPolicy) -> None:
+    """Refuse a URL now as a connection to it would be refused: its form, then every address its
+    host resolves to (checked again at each connection, as the name may change)."""
+    parsed = check_url(url, policy)
+    try:
+        infos = socket.getaddrinfo(parsed.host, parsed.port or 443, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise Refused(f"cannot resolve {parsed.host}: {exc}") from None
+    for address in dict.fromkeys(str(info[4][0]) for info in infos):
+        reason = address_refusal(address, policy)
+        if reason is not None:
+            raise Refused(f"{parsed.host} resolves to {reason}")
+
+
 def address_refusal(address: str, policy: FetchPolicy) -> str | None:
     """Why an address may not be connected to, or None when it may.
 
@@ -211,15 +225,17 @@ class _GuardedBackend(httpcore.NetworkBackend):
         self.inner.sleep(seconds)
 
 
-class _GuardedTransport(httpx.HTTPTransport):
-    def __init__(self, policy: FetchPolicy) -> None:
+class GuardedTransport(httpx.HTTPTransport):
+    """httpx's transport, whose every connection goes through the address guard."""
+
+    def __init__(self, policy: FetchPolicy, max_connections: int = 20) -> None:
         verify: ssl.SSLContext | bool = True  # httpx's default: certifi's CAs
         if policy.ca_bundle:
             verify = ssl.create_default_context(cafile=policy.ca_bundle)
         super().__init__(verify=verify, trust_env=False)
         ssl_context = self._pool._ssl_context  # as httpx built it; keep it
         self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context, network_backend=_GuardedBackend(policy), max_connections=20
+            ssl_context=ssl_context, network_backend=_GuardedBackend(policy), max_connections=max_connections
         )
 
 
@@ -229,7 +245,7 @@ class Fetcher:
     def __init__(self, policy: FetchPolicy) -> None:
         self.policy = policy
         self.client = httpx.Client(
-            transport=_GuardedTransport(policy),
+            transport=GuardedTransport(policy),
             timeout=httpx.Timeout(policy.timeout),
             follow_redirects=False,
             trust_env=False,

@@ -217,8 +217,11 @@ class DatabaseCollector(Collector):
             log.warning("metrics: job queue unavailable (%s)", type(exc).__name__)
 
     def _from_database(self) -> Iterator[Metric]:
+        from .forwarding.metrics import collect as forwarding_metrics
+
         engine = self.app.extensions["receiver.db"].engine
         with engine.connect() as connection:
+            forwarding = list(forwarding_metrics(connection))
             recordings = recordings_status.counts(connection)
             oldest = recordings_status.oldest_waiting(connection)
             raw = dict(
@@ -244,6 +247,7 @@ class DatabaseCollector(Collector):
         for raw_state in REPLAYABLE_RAW:
             events.add_metric([raw_state.value], raw.get(raw_state, 0))
         yield events
+        yield from forwarding
 
     def _queue(self) -> Iterator[Metric]:
         queue = self.app.extensions.get("receiver.huey")

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from .. import answers
+from .. import answers, forwarding
 from ..db import insert_new, utcnow
 from ..models import RawEvent, RawState
 from . import payloads
@@ -167,9 +167,12 @@ def normalize_raw(
     understood = [e for e in events if e.kind is not None]
     writer = Writer(connection, raw_id, source, received_at, settings)
     new = 0
-    for ref, is_new in writer.store_all(understood):
+    results = writer.store_all(understood)
+    for ref, is_new in results:
         outcome.events.append(ref)
         new += is_new
+    # The one hand-over to forwarding: what changed goes to the outbox in this same transaction.
+    forwarding.record_changes(connection, forwarding.changes_of(understood, results))
     outcome.new_recordings = writer.new_recordings
     outcome.statuses = writer.status_reports
     if len(understood) < len(events):

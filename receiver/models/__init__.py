@@ -4,6 +4,9 @@ Every table's class is importable from here; alembic reads their metadata throug
 """
 
 from ..db import Base
+
+# Forwarding's tables live with their package; imported here so that the one metadata holds them.
+from ..forwarding import models as _forwarding_models  # noqa: E402, F401, I001
 from .access import ApiKey, Source
 from .calls import Call, Recording
 from .common import (

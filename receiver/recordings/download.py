@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from .. import fetcher as fetch
+from .. import forwarding
 from ..config import Settings
 from ..db import utcnow
 from ..models import WAITING_RECORDINGS, Call, Recording, RecordingState
@@ -276,6 +277,8 @@ class Downloader:
         ).rowcount
         if not changed:
             raise LeaseLost(claim.id)
+        if values.get("state") in (S.stored, S.failed):  # final: forwarded, in this transaction
+            forwarding.record_changes(session.connection(), [forwarding.StoredChange("recording", claim.id)])
 
     def _renewer(self, claim: _Claim) -> Callable[[int], None]:
         """A progress callback that extends the lease while bytes keep coming."""
