@@ -52,9 +52,11 @@ def register_jobs(app: Flask) -> None:
     from .forwarding import jobs as forwarding_jobs
     from .reconcile import jobs as reconcile_jobs
     from .recordings import jobs as recordings_jobs
+    from .stats import jobs as stats_jobs
 
     jobqueue.init_app(app)
     recordings_jobs.init_app(app)
     archive_jobs.init_app(app)
     reconcile_jobs.init_app(app)
     forwarding_jobs.init_app(app)
+    stats_jobs.init_app(app)

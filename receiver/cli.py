@@ -21,6 +21,7 @@ from .models import ApiScope
 from .reconcile.cli import reconcile_cli
 from .recordings.cli import recordings_cli
 from .runner import run_command
+from .stats.cli import stats_cli
 from .wording import plural
 from .worker import worker_command
 
@@ -197,6 +198,7 @@ def commands() -> list[click.Command]:
         archive_cli,
         reconcile_cli,
         destinations_cli,
+        stats_cli,
     ]
 
 

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     ARCHIVE_S3_ENDPOINT_URL: str | None = None
     ARCHIVE_S3_RETAIN_DAYS: int = 2557
     ARCHIVE_S3_LOCK_MODE: str = "COMPLIANCE"
+    STATS_ROLLUP_GRACE: float = 300.0
     PUBLIC_URL: str | None = None
     LOG_LEVEL: str = "INFO"
     DB_POOL_SIZE: int = 5

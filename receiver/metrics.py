@@ -34,6 +34,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -66,6 +67,24 @@ INGEST = Counter(
 )
 AUTH_FAILURES = Counter("receiver_auth_failures_total", "Failed webhook checks", ["source"])
 REPLAYS = Counter("receiver_replays_total", "Raw events replayed, by outcome", ["outcome"])
+WEBHOOKS = Counter(
+    "receiver_webhooks_received_total",
+    "Authenticated webhook requests stored, by source and kind of event (one for each kind it held)",
+    ["source", "kind"],
+)
+# The newest across processes: any worker may have taken a source's latest webhook.
+LAST_WEBHOOK = Gauge(
+    "receiver_last_webhook_timestamp_seconds",
+    "Unix time of the latest authenticated webhook request from each source",
+    ["source"],
+    multiprocess_mode="max",
+)
+OUTCOMES = Counter(
+    "receiver_delivery_outcomes_total",
+    "New status reports of outbound messages stored (webhook or replay), by channel and canonical status",
+    ["channel", "status"],
+)
+_CHANNELS = frozenset({"sms", "whatsapp", "rcs", "viber"})
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -79,6 +98,7 @@ class Pending:
         self._lock = threading.Lock()
         self._counts: dict[tuple[Counter, tuple[str, ...]], float] = {}
         self._observed: dict[tuple[str, ...], list[float]] = {}  # latency: bucket counts, then sum
+        self._latest: dict[tuple[Gauge, tuple[str, ...]], float] = {}  # gauges: the newest value
         self._in_flight = 0
         self._flusher_pid: int | None = None
 
@@ -86,6 +106,12 @@ class Pending:
         key = (counter, labels)
         with self._lock:
             self._counts[key] = self._counts.get(key, 0.0) + 1
+        self._start_flusher()
+
+    def set_latest(self, gauge: Gauge, value: float, *labels: str) -> None:
+        """A gauge's new value (such as a time), written at the next flush."""
+        with self._lock:
+            self._latest[(gauge, labels)] = value
         self._start_flusher()
 
     def observe_latency(self, endpoint: str, seconds: float) -> None:
@@ -114,6 +140,9 @@ class Pending:
         with self._lock:
             counts, self._counts = self._counts, {}
             observed, self._observed = self._observed, {}
+            latest, self._latest = self._latest, {}
+        for (gauge, labels), value in latest.items():
+            gauge.labels(*labels).set(value)
         for (counter, labels), amount in counts.items():
             counter.labels(*labels).inc(amount)
         for labels, row in observed.items():
@@ -148,11 +177,21 @@ PENDING = Pending()
 atexit.register(PENDING.flush)
 
 
-def count_ingest(outcome: Outcome) -> None:
-    """Count one stored request under each kind it held."""
+def count_ingest(outcome: Outcome, source: str) -> None:
+    """Count one stored request from an authenticated source under each kind it held."""
     kinds = set(outcome.kinds) or {None}
     for kind in kinds:
         PENDING.count(INGEST, kind or "unrecognised", outcome.outcome)
+        PENDING.count(WEBHOOKS, source, kind or "unrecognised")
+    PENDING.set_latest(LAST_WEBHOOK, time.time(), source)
+    count_statuses(outcome)
+
+
+def count_statuses(outcome: Outcome) -> None:
+    """Count the new status reports a request stored, by channel and canonical status."""
+    for channel, status in outcome.statuses:
+        # The channel comes from the payload: anything unexpected shares one label value.
+        PENDING.count(OUTCOMES, channel if channel in _CHANNELS else "other", status)
 
 
 def _count_rejected() -> None:

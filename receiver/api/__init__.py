@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
-from . import calls, changes, contacts, docs, events, hooks, inbound, messages, opt_outs, recordings
+from . import calls, changes, contacts, docs, events, hooks, inbound, messages, opt_outs, recordings, stats
 from .schemas import ErrorSchema
 
 
@@ -40,3 +40,4 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(opt_outs.blp, url_prefix="/api/v1/opt-outs")
     api.register_blueprint(contacts.blp, url_prefix="/api/v1/contacts")
     api.register_blueprint(changes.blp, url_prefix="/api/v1/changes")
+    api.register_blueprint(stats.blp, url_prefix="/api/v1/stats")

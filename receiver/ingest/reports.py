@@ -139,6 +139,7 @@ class MessageRows(RowWriter):
             return report.message_id, False
         if created is None:
             self._merge(report, now)
+        self.status_reports.append((report.fields["channel"], report.status.value))
         return report.message_id, True
 
     def message_events(self, reports: dict[int, Report]) -> dict[int, tuple[Any, bool]]:
@@ -159,6 +160,8 @@ class MessageRows(RowWriter):
             is_new = (report.message_id, report.provider_status) in new_events
             if is_new and report.message_id not in created:
                 self._merge(report, now)
+            if is_new:
+                self.status_reports.append((report.fields["channel"], report.status.value))
             results[index] = (report.message_id, is_new)
         return results
 

@@ -68,6 +68,8 @@ class RowWriter:
         self.received_at = received_at
         self.settings = settings
         self.new_recordings: list[int] = []
+        # (channel, canonical status) of each new status report stored: the metrics count them.
+        self.status_reports: list[tuple[str, str]] = []
 
     def utc(self, value: datetime | None) -> datetime | None:
         """Place a zone-less provider time in `PROVIDER_TIMEZONE`."""

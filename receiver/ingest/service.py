@@ -135,7 +135,7 @@ class Ingest:
         if challenge is not None and _only_challenge(hook.args, body):
             return Answer(200, {"challenge": challenge})
         outcome = self.store(_raw_request(hook, body))
-        metrics.count_ingest(outcome)
+        metrics.count_ingest(outcome, found.name)
         if outcome.new_recordings:
             recordings_queue.enqueue(outcome.new_recordings)  # bounded; the worker's sweep is the fallback
         return Answer(outcome.code, outcome.answer())

@@ -62,6 +62,7 @@ class Outcome:
     errors: dict[str, Any] | None = None
     new_recordings: list[int] = field(default_factory=list)
     kinds: list[str | None] = field(default_factory=list)
+    statuses: list[tuple[str, str]] = field(default_factory=list)  # (channel, status) of new reports
 
     @property
     def outcome(self) -> str:
@@ -173,6 +174,7 @@ def normalize_raw(
     # The one hand-over to forwarding: what changed goes to the outbox in this same transaction.
     forwarding.record_changes(connection, forwarding.changes_of(understood, results))
     outcome.new_recordings = writer.new_recordings
+    outcome.statuses = writer.status_reports
     if len(understood) < len(events):
         outcome.code, outcome.message = 202, "accepted"
         state = RawState.pending

@@ -26,6 +26,11 @@ from .provider import ProviderRateSlot
 from .raw import RawEvent
 from .reconcile import ReconcileRun
 
+# isort: split
+# The statistics roll-up's tables live with their package; importing them here (after the classes
+# the statistics read) puts them in the metadata the migrations and the tests read.
+from ..stats import tables as _stats_tables  # noqa: F401
+
 __all__ = [
     "FINAL_STATUSES",
     "MAX_ID",
