@@ -180,12 +180,14 @@ def commands() -> list[click.Command]:
     from .recordings_cli import recordings_cli, worker_command
     from .replay import replay_command
     from .runner import run_command
+    from .users.cli import users_cli
 
     return [
         run_command,
         db_cli,
         sources_cli,
         apikeys_cli,
+        users_cli,
         worker_command,
         recordings_cli,
         replay_command,

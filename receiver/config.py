@@ -71,6 +71,9 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "DB_STATEMENT_TIMEOUT": (30.0, float),
     "DB_WAIT_TIMEOUT": (4.0, float),
     "SQLITE_SYNCHRONOUS": ("FULL", str),
+    "SECRET_KEY": (None, str),
+    "CONSOLE_SESSION_HOURS": (12.0, float),
+    "CONSOLE_SIGNIN_RATE": ("30 per minute", str),
 }
 
 

@@ -118,6 +118,8 @@ class RawEvent(Base):
         sa.UniqueConstraint("source", "fingerprint"),
         sa.Index("ix_raw_events_state_id", "state", "id"),
         sa.Index("ix_raw_events_received_at_id", "received_at", "id"),
+        # The console's health page: the last webhook of each source.
+        sa.Index("ix_raw_events_source_received_at", "source", "received_at"),
     )
 
     id: Mapped[bigid_pk]
@@ -166,8 +168,8 @@ class Message(Base):
     custom: Mapped[str | None] = mapped_column(sa.String(255), index=True)
     custom1: Mapped[str | None] = mapped_column(sa.String(255))
     custom2: Mapped[str | None] = mapped_column(sa.String(255))
-    cid: Mapped[str | None] = mapped_column(sa.String(255))
-    foreign_id: Mapped[str | None] = mapped_column(sa.String(255))
+    cid: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    foreign_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
     credits: Mapped[Decimal | None] = mapped_column(sa.Numeric(14, 4))
     units: Mapped[int | None]
     operator: Mapped[str | None] = mapped_column(sa.String(255))

@@ -3,7 +3,6 @@ stored recording's file, with its type and an ETag; and POST /api/v1/recordings/
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from flask import Response, current_app, send_file
@@ -12,8 +11,8 @@ from marshmallow import RAISE
 from .. import queries, recordings_sweep
 from ..db import get_session
 from ..errors import Conflict, NotFound
-from ..models import Recording, RecordingState
-from ..recording_files import storage_path
+from ..models import Recording
+from ..recording_files import NoAudio, stored_file
 from ..schemas.api import ErrorSchema, RecordingItemSchema, RecordingPageSchema
 from ..schemas.args import RecordingArgsSchema
 from . import rows
@@ -47,20 +46,20 @@ def list_recordings(args: dict[str, Any]) -> Response:
 def get_audio(recording_id: int) -> Response:
     """Stream the stored audio; its SHA-256 is the ETag."""
     session = get_session()
-    recording = session.get(Recording, valid_id(recording_id, "recording"))
-    session.rollback()
-    if recording is None:
-        raise NotFound(f"no recording {recording_id}")
-    if recording.state != RecordingState.stored or recording.sha256 is None:
-        raise NotFound(f"recording {recording_id} is not stored (state {recording.state})")
-    path = storage_path(Path(current_app.config["RECORDINGS_DIR"]), recording.sha256)
-    if not path.is_file():
-        current_app.logger.error("recording %s: file %s is missing", recording_id, path)
-        raise NotFound(f"recording {recording_id}: file missing from storage")
+    try:
+        recording, path = stored_file(
+            session, valid_id(recording_id, "recording"), current_app.config["RECORDINGS_DIR"]
+        )
+    except NoAudio as exc:
+        if "missing" in str(exc):
+            current_app.logger.error("%s", exc)
+        raise NotFound(str(exc)) from None
+    finally:
+        session.rollback()
     response = send_file(
-        path.resolve(),
+        path,
         mimetype=recording.content_type or "application/octet-stream",
-        etag=recording.sha256,
+        etag=recording.sha256 or True,
         conditional=True,
         max_age=3600,
     )
