@@ -115,9 +115,8 @@ class Health:
 
 
 def health(session: orm.Session) -> Health:
-    by_state = dict(
-        session.execute(sa.select(Recording.state, sa.func.count()).group_by(Recording.state)).tuples().all()
-    )
+    counts = sa.select(Recording.state, sa.func.count()).group_by(Recording.state)
+    by_state = {state: count for state, count in session.execute(counts)}
     recordings = {state.value: int(by_state.get(state, 0)) for state in RecordingState}
     oldest = session.scalar(
         sa.select(sa.func.min(Recording.created_at)).where(Recording.state.in_(WAITING_RECORDINGS))

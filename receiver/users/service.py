@@ -137,10 +137,12 @@ def sign_in(session: orm.Session, name: str, password: str, lifetime: timedelta)
             .select_from(SignInFailure)
             .where(SignInFailure.user_id == user.id, SignInFailure.at > now - LOCK_WINDOW)
         )
-        if (failures or 0) > LOCK_FAILURES:
-            # Locked: this attempt is not a guess that was checked, so it does not lengthen the lock.
+        locked = (failures or 0) > LOCK_FAILURES
+        if locked:
+            # This attempt is not a guess that was checked, so it does not lengthen the lock.
             session.execute(sa.delete(SignInFailure).where(SignInFailure.id == attempt.id))
-            raise SignInRefused(locked=True)
+    if locked:
+        raise SignInRefused(locked=True)
     if not passwords.matches(password, user.password_digest):
         with session.begin():
             session.execute(
