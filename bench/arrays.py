@@ -23,7 +23,9 @@ import threading
 import time
 from typing import Any
 
-from receiver import create_app, ingest, migrate, payloads
+from receiver import create_app, migrate
+from receiver.ingest import payloads
+from receiver.ingest import service as ingest
 from receiver.sources import add_source
 
 

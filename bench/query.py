@@ -41,7 +41,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from receiver import migrate, queries  # noqa: E402
+from receiver import migrate  # noqa: E402
+from receiver.api import queries  # noqa: E402
 from receiver.models import Message, MessageEvent, Status  # noqa: E402
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -10,7 +10,6 @@ from receiver.config import load_settings
 from receiver.db import make_engine
 from receiver.migrate import sqlite_file
 from receiver.models import Base
-from receiver.users import models as user_models  # noqa: F401 (its tables are in Base.metadata)
 
 config = context.config
 target_metadata = Base.metadata

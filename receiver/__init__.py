@@ -26,8 +26,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from . import cli, console, db, errors, health, metrics
     from .api import register_blueprints
-    from .bodies import Request
     from .config import load_settings
+    from .ingest.bodies import Request
 
     app = Flask(__name__)
     app.request_class = Request

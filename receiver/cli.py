@@ -177,8 +177,8 @@ def db_upgrade(revision: str) -> None:
 def commands() -> list[click.Command]:
     """Every command of `receiver`, for the `receiver` group below and for `app.cli` (tests)."""
     from .archive.cli import archive_cli
-    from .recordings_cli import recordings_cli, worker_command
-    from .replay import replay_command
+    from .ingest.replay import replay_command
+    from .recordings.cli import recordings_cli, worker_command
     from .runner import run_command
     from .users.cli import users_cli
 

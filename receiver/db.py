@@ -134,7 +134,7 @@ def _postgresql_timeouts(url: sa.URL, connect_timeout: float, statement_timeout:
 # dropped it meanwhile. One in steady use is not, which spares a round trip a request; should it
 # be dead anyway, its first statement fails, the pool renews every connection, and the request
 # tries once more (first_read: the webhook's source lookup, the API's key check, /readyz; the
-# ingest transaction in receiver.ingest).
+# ingest transaction in receiver.ingest.service).
 IDLE_PING_SECONDS = 2.0
 
 

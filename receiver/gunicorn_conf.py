@@ -15,7 +15,7 @@ bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 # gevent's worker, through receiver.server (JSON error answers, secrets kept out of the error log,
 # a deadline on request bodies): a connection is a greenlet, so slow or stalled clients (50
 # slowloris connections in the tests) hold no thread and no database connection, and a hung
-# database or job queue can be given up on (receiver.db, receiver.recordings_queue). Measured by
+# database or job queue can be given up on (receiver.db, receiver.recordings.queue). Measured by
 # bench/ingest against gthread's 2 x 4 threads on a quiet machine (docs/benchmarks.md, "gevent
 # against gthread"): the same requests a second and CPU a webhook on PostgreSQL; on SQLite 1.6
 # times the requests at a tenth of the median latency, but a longer tail at saturation, as a

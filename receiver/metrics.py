@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 from .errors import error_response
 
 if TYPE_CHECKING:
-    from .ingest import Outcome
+    from .ingest.service import Outcome
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ On top of gunicorn's own workers they:
 
 Under gevent each connection is a greenlet, so a slow client holds no thread and no database
 connection while its request trickles in; the database and the job queue are given deadlines of
-their own (receiver.db, receiver.recordings_queue).
+their own (receiver.db, receiver.recordings.queue).
 
 This module is imported by gunicorn's master before it forks: it imports nothing of the app
 (see receiver/__init__.py), only gunicorn, gevent and the standard library.

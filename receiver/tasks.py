@@ -22,19 +22,20 @@ from huey.storage import SqliteStorage  # type: ignore[import-untyped]
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import recordings, recordings_sweep
 from .db import Database
 from .fetcher import Fetcher
 from .fetcher import Policy as DownloadPolicy
 from .provider import make_client, make_limiter
 from .quiet import Throttle
+from .recordings import download as recordings
+from .recordings import sweep as recordings_sweep
 
 log = logging.getLogger(__name__)
 
 # Redis that does not answer must not hold a caller for long: a connection gets this long to
 # open and a command (the worker's 1 s blocking pop included) this long to answer, and a failed
 # command is not tried again (the caller has its own fallback: the sweep, the consumer's next
-# poll). The web bounds its enqueue tighter still (receiver.recordings_queue).
+# poll). The web bounds its enqueue tighter still (receiver.recordings.queue).
 REDIS_CONNECT_TIMEOUT = 0.5
 REDIS_COMMAND_TIMEOUT = 5.0
 

@@ -21,7 +21,7 @@ from receiver.models import (
     RawEvent,
     Recording,
 )
-from receiver.recording_files import storage_path
+from receiver.recordings.files import storage_path
 
 DAY1 = datetime(2026, 1, 10, tzinfo=UTC)
 CUTOFF = datetime(2026, 1, 12, tzinfo=UTC)

@@ -11,9 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
-from receiver.models import Recording
+from receiver.models import Recording, Role
 from receiver.tasks import get_jobs
-from receiver.users.models import Role
 from receiver.users.service import add_user
 from tests.payloads import UNSUBSCRIPTION, WHATSAPP_INBOUND, sms
 from tests.provider_stub import ProviderStub, voice_record

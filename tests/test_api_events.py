@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from receiver.ingest import Settings
+from receiver.ingest.service import Settings
 from receiver.models import Message, MessageEvent, RawEvent, RawState
 from tests import factories
 from tests.payloads import OBD, SMS_DLR, sms
@@ -184,7 +184,7 @@ def test_replayed_call_is_stored_with_its_recording(app, client, operate_key, ap
 def test_two_replays_at_once_store_everything_once(app):
     from concurrent.futures import ThreadPoolExecutor
 
-    from receiver import replay
+    from receiver.ingest import replay
 
     pending = [_pending_sms(app, f"twice:{i}") for i in range(30)]
     settings = Settings.from_config(app.config)

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from receiver import queries
+from receiver.api import queries
 from tests import factories
 from tests.payloads import sms
 

@@ -12,8 +12,7 @@ import sqlalchemy as sa
 from marshmallow import Schema, fields
 from sqlalchemy import orm
 
-from receiver import queries
-from receiver.api import rows
+from receiver.api import queries, rows, schemas
 from receiver.models import (
     Call,
     ContactEvent,
@@ -27,7 +26,6 @@ from receiver.models import (
     RecordingState,
     Status,
 )
-from receiver.schemas import api as schemas
 from tests import factories
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)

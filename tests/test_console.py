@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from receiver.models import RawEvent
-from receiver.users.models import Role
+from receiver.models import RawEvent, Role
 from tests.console_story import AS_SAID, NUMBER, SMS_ID, Mp3Stub, post_story, sign_in, silent_mp3, user
 
 
@@ -102,7 +101,7 @@ def test_signing_out_ends_the_session_on_the_server(app, client):
 
 
 def test_ten_failures_lock_the_user_even_with_the_right_password_for_fifteen_minutes(app, client):
-    from receiver.users.models import SignInFailure
+    from receiver.models import SignInFailure
 
     user(app, "vera", Role.viewer)
     for _ in range(10):

@@ -23,7 +23,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 from werkzeug.serving import make_server
 
-from receiver.users.models import Role
+from receiver.models import Role
 from tests.console_story import AS_SAID, NUMBER, PASSWORD, SMS_ID, Mp3Stub, post_story, user
 
 pytestmark = pytest.mark.slow

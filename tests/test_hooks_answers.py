@@ -289,7 +289,7 @@ def test_a_fault_while_normalizing_keeps_the_raw_request_for_replay(hooks, app):
     keeps the raw request pending, and a replay after the fix stores it."""
     import sqlalchemy as sa
 
-    from receiver.ingest import Settings, reprocess
+    from receiver.ingest.service import Settings, reprocess
 
     engine = get_db_engine(app)
     dialect = engine.dialect.name

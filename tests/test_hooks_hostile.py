@@ -8,7 +8,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from receiver.ingest import Settings, reprocess
+from receiver.ingest.service import Settings, reprocess
 from receiver.models import Message, RawState
 from tests.conftest import raw_events, row_counts
 from tests.payloads import CONTACT_CREATED, VMN_INBOUND, sms

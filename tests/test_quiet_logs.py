@@ -59,12 +59,12 @@ def settings(settings, stub):
 
 
 def test_the_web_says_once_that_the_queue_is_down_not_once_a_webhook(hooks, stub, caplog):
-    with caplog.at_level(logging.WARNING, logger="receiver.recordings_queue"):
+    with caplog.at_level(logging.WARNING, logger="receiver.recordings.queue"):
         for number in range(5):
             response = hooks.post(voice_record(stub, "ok", f"queue-down-{number}"))
             assert response.status_code == 200  # stored; the sweep will queue the download
 
-    records = [r for r in caplog.records if r.name == "receiver.recordings_queue"]
+    records = [r for r in caplog.records if r.name == "receiver.recordings.queue"]
     assert len(records) == 1
     assert records[0].exc_info is None  # one line, no traceback
     assert "ConnectionError" in records[0].getMessage()

@@ -11,7 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from receiver.models import Recording, RecordingState
-from receiver.recording_files import guarded, lock_files, remove_unreferenced, storage_path
+from receiver.recordings.files import guarded, lock_files, remove_unreferenced, storage_path
 from tests import test_recordings
 from tests.provider_stub import voice_record
 from tests.test_recordings import post_call, recording_of, run_job

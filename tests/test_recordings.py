@@ -18,9 +18,9 @@ from flask import Flask
 
 from receiver.db import utcnow
 from receiver.models import Recording, RecordingState
-from receiver.recording_files import storage_path
-from receiver.recordings import Result, backoff, numbers_match, sniff_audio
-from receiver.recordings_sweep import sweep
+from receiver.recordings.download import Result, backoff, numbers_match, sniff_audio
+from receiver.recordings.files import storage_path
+from receiver.recordings.sweep import sweep
 from receiver.tasks import Jobs, get_jobs
 from tests.provider_stub import ProviderStub, recording_row, voice_record
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from receiver.ingest.statuses import canonical, supersedes
 from receiver.models import Status
-from receiver.statuses import canonical, supersedes
 from tests.payloads import channel_status, sms
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

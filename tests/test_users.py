@@ -8,7 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from receiver.console.secret_key import generated_key
-from receiver.users.models import Role, User
+from receiver.models import Role, User
 
 
 def users(app) -> dict[str, User]:

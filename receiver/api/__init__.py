@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
-from ..schemas.api import ErrorSchema
 from . import hooks, messages
+from .schemas import ErrorSchema
 
 
 class ReceiverApi(Api):

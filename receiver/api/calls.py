@@ -7,15 +7,14 @@ from typing import Any
 from flask import Response, jsonify
 from marshmallow import RAISE
 
-from .. import queries
 from ..db import get_session
 from ..errors import NotFound
 from ..models import Call, Recording
-from ..schemas.api import CallDetailSchema, CallPageSchema
-from ..schemas.args import CallArgsSchema
-from . import rows
+from . import queries, rows
+from .args import CallArgsSchema
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, list_or_export, valid_id
+from .schemas import CallDetailSchema, CallPageSchema
 
 blp = protected_blueprint("calls", __name__, "Voice calls (outbound dialling, click-to-call) and recordings")
 call_rows = rows.Resource(

@@ -7,13 +7,12 @@ from typing import Any
 from flask import Response
 from marshmallow import RAISE
 
-from .. import queries
 from ..models import ContactEvent
-from ..schemas.api import ContactEventPageSchema, ContactEventSchema
-from ..schemas.args import ContactArgsSchema
-from . import rows
+from . import queries, rows
+from .args import ContactArgsSchema
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, list_or_export
+from .schemas import ContactEventPageSchema, ContactEventSchema
 
 blp = protected_blueprint("contacts", __name__, "Contacts created or updated in the provider's contact book")
 contact_rows = rows.Resource(ContactEventSchema(), ContactEvent)

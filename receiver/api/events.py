@@ -7,15 +7,16 @@ from typing import Any
 from flask import Response, current_app
 from marshmallow import RAISE
 
-from .. import ingest, queries, replay
 from ..db import get_session
 from ..errors import Conflict, NotFound
+from ..ingest import replay
+from ..ingest import service as ingest
 from ..models import RawEvent
-from ..schemas.api import ErrorSchema, EventDetailSchema, EventPageSchema, EventSchema, ReplaySchema
-from ..schemas.args import EventArgsSchema
-from . import rows
+from . import queries, rows
+from .args import EventArgsSchema
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, list_or_export, valid_id
+from .schemas import ErrorSchema, EventDetailSchema, EventPageSchema, EventSchema, ReplaySchema
 
 blp = protected_blueprint("events", __name__, "Raw webhook requests as received, and their replay")
 event_rows = rows.Resource(EventSchema(), RawEvent)

@@ -9,12 +9,15 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import orm
 
-from .. import bodies, ingest, keys, metrics, recordings_queue
+from .. import keys, metrics
 from ..credentials import CREDENTIAL_HEADERS
 from ..db import answering_within, first_read, get_db, get_session, utcnow
 from ..errors import error_response
+from ..ingest import bodies
+from ..ingest import service as ingest
+from ..ingest.payloads import URL_KINDS
 from ..models import Source
-from ..payloads import URL_KINDS
+from ..recordings import queue as recordings_queue
 from ..sources import count_auth_failure, possible_name, secret_accepted
 
 bp = Blueprint("hooks", __name__)

@@ -7,15 +7,14 @@ from typing import Any
 from flask import Response
 from marshmallow import RAISE
 
-from .. import queries
 from ..db import get_session
 from ..errors import NotFound
 from ..models import InboundMessage
-from ..schemas.api import InboundPageSchema, InboundSchema
-from ..schemas.args import InboundArgsSchema
-from . import rows
+from . import queries, rows
+from .args import InboundArgsSchema
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, list_or_export, valid_id
+from .schemas import InboundPageSchema, InboundSchema
 
 blp = protected_blueprint("inbound", __name__, "Messages people sent to the customer")
 inbound_rows = rows.Resource(InboundSchema(), InboundMessage)

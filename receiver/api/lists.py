@@ -8,12 +8,12 @@ from typing import Any, TypeVar
 from flask import Response, jsonify, request
 from flask_smorest import Blueprint
 
-from .. import export, queries
 from ..db import get_db, get_session
 from ..errors import NotFound, Unprocessable
 from ..models import MAX_ID
-from ..schemas.api import ErrorSchema
-from . import rows
+from . import csv_export as export
+from . import queries, rows
+from .schemas import ErrorSchema
 
 
 def csv_documented(blp: Blueprint) -> Callable[[Any], Any]:

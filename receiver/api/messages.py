@@ -8,15 +8,14 @@ import sqlalchemy as sa
 from flask import Response, jsonify
 from marshmallow import RAISE
 
-from .. import queries
 from ..db import get_session
 from ..errors import NotFound
 from ..models import Message, MessageEvent
-from ..schemas.api import MessageDetailSchema, MessagePageSchema
-from ..schemas.args import MessageArgsSchema
-from . import rows
+from . import queries, rows
+from .args import MessageArgsSchema
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, list_or_export, valid_id
+from .schemas import MessageDetailSchema, MessagePageSchema
 
 blp = protected_blueprint("messages", __name__, "Outbound messages and their status history")
 message_rows = rows.Resource(

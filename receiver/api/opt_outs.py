@@ -7,14 +7,13 @@ from typing import Any
 from flask import Response
 from marshmallow import RAISE
 
-from .. import queries
 from ..db import get_session
 from ..models import OptOut
-from ..schemas.api import OptOutCheckSchema, OptOutPageSchema, OptOutSchema
-from ..schemas.args import OptOutArgsSchema, OptOutCheckArgsSchema
-from . import rows
+from . import queries, rows
+from .args import OptOutArgsSchema, OptOutCheckArgsSchema
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, list_or_export
+from .schemas import OptOutCheckSchema, OptOutPageSchema, OptOutSchema
 
 blp = protected_blueprint("opt-outs", __name__, "Opt-outs (unsubscriptions) the platform reported")
 opt_out_rows = rows.Resource(OptOutSchema(), OptOut)

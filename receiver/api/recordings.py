@@ -8,16 +8,16 @@ from typing import Any
 from flask import Response, current_app, send_file
 from marshmallow import RAISE
 
-from .. import queries, recordings_sweep
 from ..db import get_session
 from ..errors import Conflict, NotFound
 from ..models import Recording
-from ..recording_files import NoAudio, stored_file
-from ..schemas.api import ErrorSchema, RecordingItemSchema, RecordingPageSchema
-from ..schemas.args import RecordingArgsSchema
-from . import rows
+from ..recordings import sweep as recordings_sweep
+from ..recordings.files import NoAudio, stored_file
+from . import queries, rows
+from .args import RecordingArgsSchema
 from .auth import protected_blueprint
 from .lists import csv_documented, documented, list_or_export, valid_id
+from .schemas import ErrorSchema, RecordingItemSchema, RecordingPageSchema
 
 blp = protected_blueprint("recordings", __name__, "Call recordings and their downloads")
 recording_rows = rows.Resource(RecordingItemSchema(), Recording)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from ..recording_files import fsync_dir
+from ..recordings.files import fsync_dir
 from .format import MANIFEST, ArchiveError
 
 CHUNK = 1 << 20

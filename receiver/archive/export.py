@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from tqdm import tqdm
 
-from ..recording_files import storage_path
+from ..recordings.files import storage_path
 from .destination import Destination
 from .format import (
     CALLS,

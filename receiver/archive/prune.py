@@ -9,7 +9,7 @@ Referrers go before what they refer to; a raw event is kept while any row still 
 
 A call is kept, with its recordings, while any of them is still being fetched (not yet `stored` or
 `failed`): deleting the row would end the download. Last, the archive's recording files that no
-remaining recording refers to are removed (receiver.recording_files: never while a download or an
+remaining recording refers to are removed (receiver.recordings.files: never while a download or an
 import is about to refer to one again).
 """
 
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from tqdm import tqdm
 
 from ..models import RecordingState
-from ..recording_files import remove_unreferenced
+from ..recordings.files import remove_unreferenced
 from .destination import Destination
 from .format import (
     CALLS,

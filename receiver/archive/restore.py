@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
 from ..numbers import DEFAULT_COUNTRY_CODE
-from ..recording_files import guarded, place, storage_path
+from ..recordings.files import guarded, place, storage_path
 from .destination import CHUNK, Destination
 from .format import CODECS, KINDS, RECORDINGS, TABLES, ArchiveError, Kind, fill_derived, iter_lines
 from .manifest import Manifest
@@ -151,7 +151,7 @@ def _restore_file(
     """Copy one recording file back unless it is there; its rows are in the database already.
 
     Whether it is there is asked under the file's lock, and the copy put in place under it, so a
-    prune removing unreferenced files cannot remove it in between (receiver.recording_files).
+    prune removing unreferenced files cannot remove it in between (receiver.recordings.files).
     """
     target = storage_path(recordings_dir, sha256)
     with guarded(engine, [sha256]):

@@ -26,8 +26,8 @@ from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
 from ..db import get_session
+from ..models import Role
 from ..users import service
-from ..users.models import Role
 from .limits_storage import SCHEME
 from .secret_key import ensure_secret_key
 

@@ -17,7 +17,7 @@ from limits.storage import Storage
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..db import utcnow
-from ..users.models import RateCounter
+from ..models import RateCounter
 
 SCHEME = "receiver-db"
 

@@ -11,7 +11,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from .. import ingest, queries, replay
+from ..api import queries
+from ..ingest import replay
+from ..ingest import service as ingest
 from ..models import RawEvent, RawState, Recording, RecordingState, Source
 
 WAITING_COLUMNS = (

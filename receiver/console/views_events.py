@@ -6,10 +6,11 @@ from typing import Any
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 
-from .. import ingest, queries, replay
+from ..api import queries
 from ..db import get_session
-from ..models import MAX_ID, RawState
-from ..users.models import Role
+from ..ingest import replay
+from ..ingest import service as ingest
+from ..models import MAX_ID, RawState, Role
 from . import operations
 from .auth import requires
 from .blueprint import bp

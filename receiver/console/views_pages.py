@@ -6,11 +6,10 @@ from typing import Any
 
 from flask import abort, current_app, flash, redirect, render_template, send_file, url_for
 
-from .. import recordings_sweep
 from ..db import get_session
-from ..models import MAX_ID
-from ..recording_files import NoAudio, stored_file
-from ..users.models import Role
+from ..models import MAX_ID, Role
+from ..recordings import sweep as recordings_sweep
+from ..recordings.files import NoAudio, stored_file
 from . import lookup
 from .auth import requires
 from .blueprint import bp

@@ -8,8 +8,8 @@ import click
 from flask.cli import with_appcontext
 
 from ..db import get_db
+from ..models import Role
 from . import service
-from .models import Role
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -18,8 +18,8 @@ from sqlalchemy import orm
 from sqlalchemy.exc import IntegrityError
 
 from ..db import utcnow
+from ..models import ConsoleSession, Role, SignInFailure, User
 from . import passwords
-from .models import ConsoleSession, Role, SignInFailure, User
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 LOCK_FAILURES = 10

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from .models import MAX_ID, Call, ContactEvent, InboundMessage, Message, OptOut, RawEvent, Recording
+from ..models import MAX_ID, Call, ContactEvent, InboundMessage, Message, OptOut, RawEvent, Recording
 
 _CURSOR_VERSION = "c1"
 _CHECK_BYTES = 8

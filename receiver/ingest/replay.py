@@ -20,10 +20,12 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import orm
 
-from . import ingest, metrics, recordings_queue
-from .db import get_db
-from .models import RawEvent, RawState
-from .wording import plural
+from .. import metrics
+from ..db import get_db
+from ..models import RawEvent, RawState
+from ..recordings import queue as recordings_queue
+from ..wording import plural
+from . import service as ingest
 
 log = logging.getLogger(__name__)
 

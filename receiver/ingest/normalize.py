@@ -20,9 +20,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from . import payloads
-from .db import insert_for, insert_new, utcnow
-from .models import (
+from ..db import insert_for, insert_new, utcnow
+from ..models import (
     Call,
     ContactEvent,
     InboundMessage,
@@ -33,7 +32,8 @@ from .models import (
     RecordingState,
     Status,
 )
-from .numbers import canonical as canonical_number
+from ..numbers import canonical as canonical_number
+from . import payloads
 from .statuses import canonical, supersedes
 
 # C2C records carry the time of sending (`date`, `unixtime`): a retry differs only there.

@@ -1,7 +1,7 @@
 """Service: store a webhook request raw, then as messages, statuses, inbound, calls and opt-outs.
 
 One transaction per request, committed before the answer. The raw request goes in first, then
-the normalized rows (receiver.normalize). Should writing those fail for any reason but the
+the normalized rows (receiver.ingest.normalize). Should writing those fail for any reason but the
 database's, the whole transaction is rolled back and the raw request alone is stored again,
 marked for replay: a bug never loses a request. Idempotency comes from unique constraints
 (INSERT ... ON CONFLICT DO NOTHING), never from a read before a write, so a provider retry and
@@ -19,9 +19,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from ..db import insert_new, local_writer, utcnow
+from ..models import RawEvent, RawState
 from . import payloads
-from .db import insert_new, local_writer, utcnow
-from .models import RawEvent, RawState
 from .normalize import Settings, Writer
 
 __all__ = ["Outcome", "RawRequest", "Settings", "fingerprint", "receive", "reprocess"]

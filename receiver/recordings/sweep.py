@@ -15,11 +15,11 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from . import recordings_queue
-from .db import utcnow
-from .models import Recording, RecordingState
-from .recordings import WAITING, Policy
-from .wording import plural
+from ..db import utcnow
+from ..models import Recording, RecordingState
+from ..wording import plural
+from . import queue as recordings_queue
+from .download import WAITING, Policy
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder
 from werkzeug.utils import cached_property
 
-from .credentials import REDACTED, is_credential
+from ..credentials import REDACTED, is_credential
 
 # Containers within one event; the provider's deepest payload (an envelope's contact) has 4.
 MAX_DEPTH = 32

@@ -10,8 +10,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validates_schema
 
+from ..fields import CHANNEL, LONG, Amount, Integer, Text, Timestamp, UnixTime
 from ..numbers import is_number
-from .fields import CHANNEL, LONG, Amount, Integer, Text, Timestamp, UnixTime
 
 
 def _first(data: dict[str, Any], *names: str) -> Any:

@@ -11,8 +11,8 @@ import logging
 
 from flask import current_app
 
-from .deadline import Deadline
-from .quiet import repeated
+from ..deadline import Deadline
+from ..quiet import repeated
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ ENQUEUE_SECONDS = 0.4
 
 def enqueue(recording_ids: list[int]) -> None:
     """Queue a download job for each recording; on failure say so once in a while, and go on."""
-    from .tasks import get_jobs
+    from ..tasks import get_jobs
 
     jobs = get_jobs(current_app._get_current_object())  # type: ignore[attr-defined]
     failure: Exception | None = None

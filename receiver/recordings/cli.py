@@ -11,11 +11,12 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import with_appcontext
 
-from . import recordings_sweep, tasks
-from .db import get_db, utcnow
-from .models import MAX_ID, Recording, RecordingState
-from .quiet import QuietRepeats
-from .wording import plural
+from .. import tasks
+from ..db import get_db, utcnow
+from ..models import MAX_ID, Recording, RecordingState
+from ..quiet import QuietRepeats
+from ..wording import plural
+from . import sweep as recordings_sweep
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """From payload objects to validated events: recognise each event's kind, load it.
 
 Works on what the raw event stores (content type, redacted query, body; decoded by
-receiver.bodies), so that a stored request can be parsed again after a fix (replay) exactly as
+receiver.ingest.bodies), so that a stored request can be parsed again after a fix (replay) exactly as
 it was the first time.
 """
 
@@ -16,8 +16,8 @@ from marshmallow import Schema, ValidationError
 from .bodies import PayloadError, content_type_of, decode
 
 __all__ = ["URL_KINDS", "Event", "PayloadError", "load", "read", "recognise"]
-from .schemas.fields import CHANNEL
-from .schemas.webhooks import (
+from ..fields import CHANNEL
+from .schemas import (
     channel_status_schema,
     contact_schema,
     inbound_schema,

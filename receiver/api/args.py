@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 from flask import current_app
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
-from .. import queries
 from ..models import MAX_ID, RawState, RecordingState, Status
 from ..numbers import canonical
+from . import queries
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

@@ -23,7 +23,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from .models import Recording, RecordingState
+from ..models import Recording, RecordingState
 
 # The first key of receiver's advisory locks on recording files ("REC1").
 _LOCK_CLASS = 0x52454331

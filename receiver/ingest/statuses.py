@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .models import FINAL_STATUSES, Status
+from ..models import FINAL_STATUSES, Status
 
 _EXACT: dict[str, Status] = {
     # SMS (upper case on the platform)

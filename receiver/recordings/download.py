@@ -5,7 +5,7 @@ The row is the source of truth. A job claims it with one conditional UPDATE that
 claim: every later write is guarded by `attempts`, so a job that lost its lease (a pause longer
 than the lease, a sweep that gave the row to another job) changes nothing. The file is streamed
 to a temporary name, checked, and renamed into RECORDINGS_DIR under its SHA-256, so running the
-same download twice stores one file (receiver.recording_files: the file and the row that refers
+same download twice stores one file (receiver.recordings.files: the file and the row that refers
 to it are written together, under the file's lock).
 """
 
@@ -24,13 +24,13 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from . import fetcher as fetch
-from .db import utcnow
-from .models import Call, Recording, RecordingState
-from .numbers import DEFAULT_COUNTRY_CODE, canonical
-from .provider import ProviderAuthError, ProviderClient, ProviderError
-from .recording_files import lock_files, place, storage_path
-from .wording import plural
+from .. import fetcher as fetch
+from ..db import utcnow
+from ..models import Call, Recording, RecordingState
+from ..numbers import DEFAULT_COUNTRY_CODE, canonical
+from ..provider import ProviderAuthError, ProviderClient, ProviderError
+from ..wording import plural
+from .files import lock_files, place, storage_path
 
 log = logging.getLogger(__name__)
 

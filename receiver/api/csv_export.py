@@ -26,7 +26,7 @@ from flask import Response
 from marshmallow import Schema, fields
 
 from . import queries
-from .schemas.api import UTCDateTime
+from .schemas import UTCDateTime
 
 BATCH_ROWS = 1000
 # What makes a spreadsheet read a cell as a formula; and the quote that marks the cell as text.
