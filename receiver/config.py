@@ -74,6 +74,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "SECRET_KEY": (None, str),
     "CONSOLE_SESSION_HOURS": (12.0, float),
     "CONSOLE_SIGNIN_RATE": ("30 per minute", str),
+    "SESSION_COOKIE_SECURE": (False, _bool),
 }
 
 

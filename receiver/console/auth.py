@@ -100,7 +100,13 @@ class SignInLimit:
             storage = storage_from_string(f"{SCHEME}://", engine=app.extensions["receiver.db"].engine)
         assert isinstance(storage, Storage)  # not one of limits' asyncio storages
         self.storage = storage
-        self.rate = parse(config["CONSOLE_SIGNIN_RATE"])
+        try:
+            self.rate = parse(config["CONSOLE_SIGNIN_RATE"])
+        except ValueError:
+            given = config["CONSOLE_SIGNIN_RATE"]
+            raise RuntimeError(
+                f"setting CONSOLE_SIGNIN_RATE: not a rate such as '30 per minute': {given!r}"
+            ) from None
         self.limiter = FixedWindowRateLimiter(storage)
 
     def hit(self, address: str) -> None:

@@ -1,4 +1,4 @@
-"""The health page (and the delivery dashboard)."""
+"""The health page."""
 
 from __future__ import annotations
 
@@ -13,3 +13,4 @@ from .blueprint import bp
 def health() -> str:
     """Recordings waiting and failed, failed checks and the last webhook per source, reconciliation."""
     return render_template("console/health.html", health=operations.health(get_session()))
+
