@@ -178,6 +178,7 @@ def commands() -> list[click.Command]:
     """Every command of `receiver`, for the `receiver` group below and for `app.cli` (tests)."""
     from .archive.cli import archive_cli
     from .ingest.replay import replay_command
+    from .reconcile.cli import reconcile_cli
     from .recordings.cli import recordings_cli, worker_command
     from .runner import run_command
     from .users.cli import users_cli
@@ -192,13 +193,14 @@ def commands() -> list[click.Command]:
         recordings_cli,
         replay_command,
         archive_cli,
+        reconcile_cli,
     ]
 
 
 def init_app(app: Flask) -> None:
     from . import tasks
 
-    tasks.init_app(app)  # the queue: recordings, the archive policy
+    tasks.init_app(app)  # the queue: recordings, the archive policy, reconciliation
     for command in commands():
         app.cli.add_command(command)
 

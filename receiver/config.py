@@ -21,6 +21,14 @@ def _bool(value: str) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
+def _clock(value: str) -> tuple[int, int]:
+    """`HH:MM` (24-hour) as (hour, minute)."""
+    hour, sep, minute = value.strip().partition(":")
+    if not (sep and hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+        raise ValueError(f"not a time of day HH:MM: {value!r}")
+    return int(hour), int(minute)
+
+
 def _hosts(value: str) -> list[str]:
     return [part.strip().lower() for part in value.split(",") if part.strip()]
 
@@ -59,6 +67,8 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "RECORDING_MATCH_WINDOW": (900.0, float),
     "DOWNLOAD_MAX_SECONDS": (1800.0, float),
     "PROVIDER_TIMEOUT": (30.0, float),
+    "RECONCILE_AT": ((2, 30), _clock),
+    "RECONCILE_CONCURRENCY": (4, int),
     "ARCHIVE_AFTER_DAYS": (None, int),
     "ARCHIVE_DIR": ("var/archive", str),
     "ARCHIVE_S3_ENDPOINT_URL": (None, str),

@@ -163,8 +163,12 @@ def metrics_view() -> Response | tuple[Response, int]:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             return error_response(401, "missing or invalid metrics token")
+    from .reconcile.metrics import ReconcileCollector
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     shared = CollectorRegistry()
-    shared.register(DatabaseCollector(current_app._get_current_object()))  # type: ignore[attr-defined]
+    shared.register(DatabaseCollector(app))
+    shared.register(ReconcileCollector(app))
     payload = generate_latest(_process_registry()) + generate_latest(shared)
     return Response(payload, mimetype=CONTENT_TYPE_LATEST)
 

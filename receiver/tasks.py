@@ -146,6 +146,9 @@ def init_app(app: Flask) -> None:
     from .archive import policy as archive_policy  # the daily ARCHIVE_AFTER_DAYS task
 
     archive_policy.init_app(app)
+    from .reconcile import jobs as reconcile_jobs  # daily at RECONCILE_AT, and hourly `stuck`
+
+    reconcile_jobs.init_app(app)
 
 
 def get_jobs(app: Flask) -> Jobs:

@@ -12,6 +12,9 @@ Recording URLs, by path:
 The recordings API, `GET /api/v2/voice/recordings`, needs `Authorization: Bearer <token>`; it
 serves `recordings` (a list of dicts) `per_page` at a time with Laravel `links`/`meta`, answers
 429 with Retry-After to the first `throttle` requests, and an HTML login page when `html_login`.
+With `datetime[r.created_at]=Apr 07, 2019 - Apr 09, 2019` it serves only the rows created on
+those days. Its `links` carry `?page=N` alone, as the provider's documented answers do: a client
+that follows them as they are pages through every day's recordings.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import ssl
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -50,7 +54,6 @@ class ProviderStub(ThreadingHTTPServer):
         self.throttle = 0
         self.retry_after = "1"
         self.html_login = False
-        self.links_next = False  # announce the next page as an absolute `links.next` URL
         self.recordings: list[dict[str, Any]] = []
         self.hits: Counter[str] = Counter()
         self.api_requests: list[dict[str, Any]] = []
@@ -163,25 +166,41 @@ class _Handler(BaseHTTPRequestHandler):
         if number <= server.throttle:
             body = b'{"status": "ERROR", "code": 429, "message": "Too Many Attempts."}'
             return self._send(429, body, "application/json", {"Retry-After": server.retry_after})
-        page = int(query.get("page", ["1"])[0])
-        per = server.per_page
-        rows = server.recordings[(page - 1) * per : page * per]
-        last = max(1, -(-len(server.recordings) // per))
-        following = None
-        if server.links_next and page < last:
-            rest = "&".join(f"{k}={v[0]}" for k, v in query.items() if k != "page")
-            following = f"{server.url}/api/v2/voice/recordings?page={page + 1}&{rest}"
-        document = {
-            "data": rows,
-            "links": {"next": following},
-            "meta": {
-                "current_page": page,
-                "last_page": last,
-                "per_page": per,
-                "total": len(server.recordings),
-            },
-        }
+        rows = server.recordings
+        days = query.get("datetime[r.created_at]")
+        if days:
+            first, last = (datetime.strptime(d.strip(), "%b %d, %Y").date() for d in days[0].split(" - "))
+            rows = [r for r in rows if first <= datetime.fromisoformat(r["created_at"]).date() <= last]
+        document = laravel_page(f"{server.url}/api/v2/voice/recordings", rows, query, server.per_page)
         return self._send(200, json.dumps(document).encode(), "application/json")
+
+
+def laravel_page(url: str, rows: Any, query: dict[str, list[str]], per: int) -> dict[str, Any]:
+    """A Laravel paginator's answer: `data`, and `links` that carry `?page=N` alone (no filters)."""
+    page = int(query.get("page", ["1"])[0])
+    last = max(1, -(-len(rows) // per))
+
+    def link(number: int) -> str:
+        return f"{url}?page={number}"
+
+    return {
+        "data": list(rows[(page - 1) * per : page * per]),
+        "links": {
+            "first": link(1),
+            "last": link(last),
+            "prev": link(page - 1) if page > 1 else None,
+            "next": link(page + 1) if page < last else None,
+        },
+        "meta": {
+            "current_page": page,
+            "from": (page - 1) * per + 1,
+            "last_page": last,
+            "path": url,
+            "per_page": per,
+            "to": min(page * per, len(rows)),
+            "total": len(rows),
+        },
+    }
 
 
 def recording_row(

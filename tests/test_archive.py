@@ -65,7 +65,7 @@ def test_export_writes_everything_before_the_cutoff_and_is_deterministic(runner,
     manifest = manifest_of(archive)
     assert manifest["previous"] is None
     assert manifest["period"] == {"from": None, "before": "2026-01-12T00:00:00.000000Z"}
-    assert manifest["schema"] == migrate.head_revision()
+    assert manifest["schema"] == migrate.head_revision()  # the schema it was exported from
     # 2 days x 3 messages + the one that straddles the cutoff, each with all its events.
     assert manifest["counts"]["messages"] == 7
     assert manifest["counts"]["message_events"] == 14

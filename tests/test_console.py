@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from receiver.models import RawEvent, Role
+from receiver.models import RawEvent, ReconcileRun, Role
 from tests.console_story import AS_SAID, NUMBER, SMS_ID, Mp3Stub, post_story, sign_in, silent_mp3, user
 
 
@@ -241,7 +241,10 @@ def test_the_message_call_and_health_pages(app, viewer, story):
     assert "Status history" in text(viewer.get(f"/console/messages/{SMS_ID}"))
     call = text(viewer.get(f"/console/calls/{story['call']}"))
     assert "<audio" in call and "Retry download" not in call
+    with app.extensions["receiver.db"].new_session() as session, session.begin():
+        session.add(ReconcileRun(kind="sms", day=date(2026, 1, 2), state="done", seen=120, new_rows=7))
     health = text(viewer.get("/console/health"))
     assert "recordings waiting" in health and "portal" in health
+    assert re.search(r"<td>sms</td><td>2026-01-02</td>.*?<td>120</td><td>7</td>", health, re.S)
     assert viewer.get("/console/messages/nope").status_code == 404
     assert viewer.get("/console/calls/99999999").status_code == 404

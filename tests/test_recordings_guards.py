@@ -234,9 +234,6 @@ def test_the_client_pages_backs_off_on_429_and_says_clearly_when_the_token_is_re
     assert [item["id"] for item in client.paginate("voice/recordings", {"x": "1"})] == [0, 1, 2, 3, 4]
     assert time.monotonic() - started >= 1.8  # two Retry-After: 1
     assert len(stub.api_requests) == 2 + 3
-
-    stub.links_next = True
-    assert [item["id"] for item in client.paginate("voice/recordings", {"x": "1"})] == [0, 1, 2, 3, 4]
     assert [r["query"].get("page") for r in stub.api_requests[-3:]] == [None, ["2"], ["3"]]
     assert {r["query"]["x"][0] for r in stub.api_requests[-3:]} == {"1"}
 
@@ -247,6 +244,26 @@ def test_the_client_pages_backs_off_on_429_and_says_clearly_when_the_token_is_re
     stub.html_login = True
     with pytest.raises(ProviderAuthError, match="HTML page"):
         client.get("voice/recordings")
+
+
+def test_every_page_of_the_recordings_api_is_asked_for_with_the_date_filter_again(stub, sessionmaker):
+    """The documented `links` carry `?page=N` alone: following them would page through every day."""
+    days = ["2021-04-08", "2021-04-09", "2021-04-10"]
+    stub.recordings = [
+        {"id": f"{day}/{n}", "audio": "u", "created_at": f"{day} 10:00:0{n}"}
+        for day in days
+        for n in range(5)
+    ]
+    stub.per_page = 2
+    client = ProviderClient(f"{stub.url}/api/v2", stub.token, SqlLimiter(sessionmaker, 100))
+    wanted = {"datetime[r.created_at]": "Apr 09, 2021 - Apr 09, 2021"}
+    got = [item["id"] for item in client.paginate("voice/recordings", wanted)]
+    assert got == [f"2021-04-09/{n}" for n in range(5)]
+    assert len(stub.api_requests) == 3
+    for request in stub.api_requests:
+        assert request["query"]["datetime[r.created_at]"] == ["Apr 09, 2021 - Apr 09, 2021"]
+    # the stand-in's links are the documented ones: the page number alone
+    assert stub.api_requests[-1]["query"]["page"] == ["3"]
 
 
 def test_the_token_is_never_sent_to_another_host(stub, sessionmaker):
@@ -261,3 +278,28 @@ def test_retry_after_takes_seconds_or_a_date():
     assert retry_after(None, 60) == 60
     assert retry_after("soon", 60) == 60
     assert 0 <= retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 60) <= 0.001
+
+
+def test_an_endpoint_with_its_own_limit_has_a_bucket_of_its_own(sessionmaker):
+    shared = SqlLimiter(sessionmaker, 2)
+    vmn = SqlLimiter(sessionmaker, 1, bucket="vmn")
+    vmn.acquire(0.1)
+    with pytest.raises(RateLimited):
+        vmn.acquire(0.2)
+    shared.acquire(0.1)
+    shared.acquire(0.1)  # the vmn slot taken did not count against the shared two
+    with pytest.raises(RateLimited):
+        shared.acquire(0.2)
+    vmn.block(30)  # a 429 on vmn/logs pauses vmn/logs alone
+    assert SqlLimiter(sessionmaker, 3).acquire(0.1) is None
+
+
+@pytest.mark.redis
+def test_the_redis_limiter_keeps_an_endpoints_own_bucket_apart(redis_prefix):
+    shared = RedisLimiter(REDIS_URL, redis_prefix, 1)
+    vmn = RedisLimiter(REDIS_URL, redis_prefix, 1, bucket="vmn")
+    vmn.acquire(0.1)
+    vmn.block(30)
+    shared.acquire(0.1)
+    with pytest.raises(RateLimited):
+        RedisLimiter(REDIS_URL, redis_prefix, 5, bucket="vmn").acquire(0.2)

@@ -1,7 +1,7 @@
 """console users, sessions, sign-in limits, search indexes
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-29 18:23:09
 
 - Console users (`receiver users`), with an argon2id digest of their password and a role; their
@@ -20,7 +20,8 @@ from alembic import op
 import receiver.db
 
 revision = "0005"
-down_revision = "0002"
+# Given as "0002"; merged here after the reconciliation's 0003, whose branch came in first.
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -28,7 +28,13 @@ class MessageEventSchema(ApiSchema):
     occurred_at = UTCDateTime(dump_only=True, allow_none=True)
     received_at = UTCDateTime(dump_only=True)
     source = fields.String(dump_only=True)
-    raw_event_id = fields.Integer(dump_only=True)
+    raw_event_id = fields.Integer(
+        dump_only=True, allow_none=True, metadata={"description": "The webhook request; null when pulled."}
+    )
+    origin = fields.String(
+        dump_only=True,
+        metadata={"description": "webhook, or pull: fetched back from the provider's API by reconciliation."},
+    )
 
 
 class MessageSchema(ApiSchema):
@@ -90,7 +96,13 @@ class InboundSchema(ApiSchema):
     contact = fields.Dict(dump_only=True, allow_none=True)
     occurred_at = UTCDateTime(dump_only=True, allow_none=True)
     received_at = UTCDateTime(dump_only=True)
-    raw_event_id = fields.Integer(dump_only=True)
+    raw_event_id = fields.Integer(
+        dump_only=True, allow_none=True, metadata={"description": "The webhook request; null when pulled."}
+    )
+    origin = fields.String(
+        dump_only=True,
+        metadata={"description": "webhook, or pull: fetched back from the provider's API by reconciliation."},
+    )
 
 
 class RecordingSchema(ApiSchema):
@@ -192,7 +204,13 @@ class CallSchema(ApiSchema):
     duration = fields.Integer(dump_only=True, allow_none=True)
     billing = fields.Integer(dump_only=True, allow_none=True)
     received_at = UTCDateTime(dump_only=True)
-    raw_event_id = fields.Integer(dump_only=True)
+    raw_event_id = fields.Integer(
+        dump_only=True, allow_none=True, metadata={"description": "The webhook request; null when pulled."}
+    )
+    origin = fields.String(
+        dump_only=True,
+        metadata={"description": "webhook, or pull: fetched back from the provider's API by reconciliation."},
+    )
 
 
 class CallDetailSchema(CallSchema):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +14,7 @@ from ..api import queries
 from ..ingest import replay
 from ..ingest import service as ingest
 from ..models import RawEvent, RawState, Recording, RecordingState, Source
+from ..reconcile import latest_runs
 
 WAITING_COLUMNS = (
     RawEvent.id,
@@ -113,7 +113,7 @@ class Health:
     oldest_waiting_at: datetime | None
     sources: list[SourceHealth]
     events: dict[str, int]
-    reconciliation: list[Any] | None  # None when this receiver has no reconciliation
+    reconciliation: list[Any]
 
 
 def health(session: orm.Session) -> Health:
@@ -147,11 +147,6 @@ def health(session: orm.Session) -> Health:
     )
 
 
-def reconciliation_runs(session: orm.Session) -> list[Any] | None:
-    """The latest reconciliation runs, when this receiver reconciles with the provider."""
-    if importlib.util.find_spec("receiver.reconcile") is None:
-        return None
-    from .. import reconcile  # type: ignore[attr-defined,unused-ignore]
-
-    latest = getattr(reconcile, "latest_runs", None)
-    return list(latest(session)) if latest is not None else None
+def reconciliation_runs(session: orm.Session) -> list[Any]:
+    """The latest reconciliation runs with the provider's pull APIs, newest first."""
+    return list(latest_runs(session, limit=20))

@@ -6,10 +6,11 @@ Every table's class is importable from here; alembic reads their metadata throug
 from ..db import Base
 from .access import ApiKey, Source
 from .calls import Call, Recording
-from .common import FINAL_STATUSES, MAX_ID, ApiScope, RawState, RecordingState, Status
+from .common import FINAL_STATUSES, MAX_ID, PULL_SOURCE, ApiScope, Origin, RawState, RecordingState, Status
 from .messages import ContactEvent, InboundMessage, Message, MessageEvent, OptOut
 from .provider import ProviderRateSlot
 from .raw import RawEvent
+from .reconcile import ReconcileRun
 from .users import ConsoleSession, RateCounter, Role, SignInFailure, User
 
 __all__ = [
@@ -25,10 +26,13 @@ __all__ = [
     "Message",
     "MessageEvent",
     "OptOut",
+    "Origin",
+    "PULL_SOURCE",
     "ProviderRateSlot",
     "RawEvent",
     "RateCounter",
     "RawState",
+    "ReconcileRun",
     "Recording",
     "RecordingState",
     "Role",

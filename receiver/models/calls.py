@@ -9,7 +9,17 @@ from sqlalchemy import orm
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, BigId
-from .common import RecordingState, bigid_pk, created, name64, string_enum, text
+from .common import (
+    Origin,
+    RecordingState,
+    bigid_pk,
+    created,
+    name64,
+    origin_column,
+    pulled_or_raw_event_id,
+    string_enum,
+    text,
+)
 
 
 class Call(Base):
@@ -26,7 +36,8 @@ class Call(Base):
     # SHA-256 of the record less the fields that change between retries (`date`, `unixtime`).
     dedupe_key: Mapped[str] = mapped_column(sa.String(64), unique=True)
     source: Mapped[name64]
-    raw_event_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True)
+    raw_event_id: Mapped[int | None] = pulled_or_raw_event_id()
+    origin: Mapped[Origin] = origin_column()
     service: Mapped[str | None] = mapped_column(sa.String(255))
     bridge: Mapped[str | None] = mapped_column(sa.String(255))
     from_number: Mapped[str | None] = mapped_column(sa.String(255))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import mapped_column
@@ -59,6 +59,28 @@ class RecordingState(enum.StrEnum):
     fallback = "fallback"
     stored = "stored"
     failed = "failed"
+
+
+class Origin(enum.StrEnum):
+    """Where a stored fact came from: a webhook, or the provider's pull APIs (reconciliation)."""
+
+    webhook = "webhook"
+    pull = "pull"
+
+
+# The `source` of a row pulled from the provider's API: never a webhook source's name (those are
+# slugs, which cannot start with `@`).
+PULL_SOURCE = "@provider"
+
+
+def origin_column() -> Any:
+    """`origin`: `webhook` unless said otherwise (every row stored before it existed is)."""
+    return mapped_column(string_enum(Origin), default=Origin.webhook, server_default=Origin.webhook.value)
+
+
+def pulled_or_raw_event_id() -> Any:
+    """The webhook request a row came from; none for a row pulled from the provider's API."""
+    return mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True, nullable=True)
 
 
 class ApiScope(enum.StrEnum):

@@ -11,7 +11,16 @@ from sqlalchemy import orm
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, BigId
-from .common import Status, bigid_pk, created, name64, string_enum
+from .common import (
+    Origin,
+    Status,
+    bigid_pk,
+    created,
+    name64,
+    origin_column,
+    pulled_or_raw_event_id,
+    string_enum,
+)
 
 
 class Message(Base):
@@ -76,7 +85,8 @@ class MessageEvent(Base):
 
     id: Mapped[bigid_pk]
     message_id: Mapped[str] = mapped_column(sa.ForeignKey("messages.id"))
-    raw_event_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True)
+    raw_event_id: Mapped[int | None] = pulled_or_raw_event_id()
+    origin: Mapped[Origin] = origin_column()
     source: Mapped[name64]
     status: Mapped[Status] = mapped_column(string_enum(Status))
     provider_status: Mapped[str] = mapped_column(sa.String(255))
@@ -98,7 +108,8 @@ class InboundMessage(Base):
 
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
     source: Mapped[name64]
-    raw_event_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("raw_events.id"), index=True)
+    raw_event_id: Mapped[int | None] = pulled_or_raw_event_id()
+    origin: Mapped[Origin] = origin_column()
     channel: Mapped[str] = mapped_column(sa.String(32))
     from_number: Mapped[str | None] = mapped_column(sa.String(255))
     to_number: Mapped[str | None] = mapped_column(sa.String(255))
