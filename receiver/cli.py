@@ -181,6 +181,7 @@ def commands() -> list[click.Command]:
     from .reconcile.cli import reconcile_cli
     from .recordings.cli import recordings_cli, worker_command
     from .runner import run_command
+    from .stats.cli import stats_cli
     from .users.cli import users_cli
 
     return [
@@ -194,6 +195,7 @@ def commands() -> list[click.Command]:
         replay_command,
         archive_cli,
         reconcile_cli,
+        stats_cli,
     ]
 
 

@@ -74,6 +74,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[str], Any]]] = {
     "ARCHIVE_S3_ENDPOINT_URL": (None, str),
     "ARCHIVE_S3_RETAIN_DAYS": (2557, int),
     "ARCHIVE_S3_LOCK_MODE": ("COMPLIANCE", str),
+    "STATS_ROLLUP_GRACE": (300.0, float),
     "PUBLIC_URL": (None, str),
     "LOG_LEVEL": ("INFO", str),
     "DB_POOL_SIZE": (5, int),

@@ -26,6 +26,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -53,17 +54,47 @@ INGEST = Counter(
     ["kind", "outcome"],
 )
 AUTH_FAILURES = Counter("receiver_auth_failures_total", "Failed webhook checks", ["source"])
+WEBHOOKS = Counter(
+    "receiver_webhooks_received_total",
+    "Authenticated webhook requests stored, by source and kind of event (one for each kind it held)",
+    ["source", "kind"],
+)
+# The newest across processes: any worker may have taken a source's latest webhook.
+LAST_WEBHOOK = Gauge(
+    "receiver_last_webhook_timestamp_seconds",
+    "Unix time of the latest authenticated webhook request from each source",
+    ["source"],
+    multiprocess_mode="max",
+)
+OUTCOMES = Counter(
+    "receiver_delivery_outcomes_total",
+    "New status reports of outbound messages stored (webhook or replay), by channel and canonical status",
+    ["channel", "status"],
+)
 REPLAYS = Counter("receiver_replays_total", "Raw events replayed, by outcome", ["outcome"])
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _HOOK_KINDS = frozenset({"sms-status", "sms-inbound", "whatsapp", "rcs", "viber", "voice", "unsubscription"})
 
 
-def count_ingest(outcome: Outcome) -> None:
-    """Count one stored request under each kind it held."""
+_CHANNELS = frozenset({"sms", "whatsapp", "rcs", "viber"})
+
+
+def count_ingest(outcome: Outcome, source: str) -> None:
+    """Count one stored request from an authenticated source under each kind it held."""
     kinds = set(outcome.kinds) or {None}
     for kind in kinds:
         INGEST.labels(kind=kind or "unrecognised", outcome=outcome.outcome).inc()
+        WEBHOOKS.labels(source=source, kind=kind or "unrecognised").inc()
+    LAST_WEBHOOK.labels(source=source).set(time.time())
+    count_statuses(outcome)
+
+
+def count_statuses(outcome: Outcome) -> None:
+    """Count the new status reports a request stored, by channel and canonical status."""
+    for channel, status in outcome.statuses:
+        # The channel comes from the payload: anything unexpected shares one label value.
+        OUTCOMES.labels(channel=channel if channel in _CHANNELS else "other", status=status).inc()
 
 
 def _count_rejected() -> None:

@@ -149,6 +149,9 @@ def init_app(app: Flask) -> None:
     from .reconcile import jobs as reconcile_jobs  # daily at RECONCILE_AT, and hourly `stuck`
 
     reconcile_jobs.init_app(app)
+    from .stats import jobs as stats_jobs  # the roll-up of the statistics summaries, each minute
+
+    stats_jobs.init_app(app)
 
 
 def get_jobs(app: Flask) -> Jobs:

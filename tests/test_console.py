@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from receiver.models import RawEvent, ReconcileRun, Role
+from receiver.models import RawEvent, ReconcileRun, Role, Status
 from tests.console_story import AS_SAID, NUMBER, SMS_ID, Mp3Stub, post_story, sign_in, silent_mp3, user
 
 
@@ -248,3 +248,23 @@ def test_the_message_call_and_health_pages(app, viewer, story):
     assert re.search(r"<td>sms</td><td>2026-01-02</td>.*?<td>120</td><td>7</td>", health, re.S)
     assert viewer.get("/console/messages/nope").status_code == 404
     assert viewer.get("/console/calls/99999999").status_code == 404
+
+
+def test_the_dashboard_draws_the_stats_services_figures(app, viewer):
+    from receiver.stats import MessageStatsQuery, message_stats
+    from tests.factories import messages
+
+    today = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
+    messages(app, 8, start=today, status=Status.delivered, provider_status="DELIVRD", mobile=NUMBER)
+    messages(app, 2, start=today, status=Status.failed, provider_status="ABSENT-SUB", mobile=NUMBER)
+    page = text(viewer.get("/console/dashboard"))
+    assert page.count("<svg") == 5
+    with app.extensions["receiver.db"].new_session() as session:
+        (row,) = message_stats(
+            session, MessageStatsQuery(today - timedelta(days=1), today + timedelta(days=1))
+        )
+    assert row["delivery_rate"] == 0.8
+    assert "80.0 %" in page  # the same figure as the stats API
+    assert re.search(r"ABSENT-SUB</th><td>2</td>", page)  # failures by provider status
+    assert viewer.get("/console/dashboard?since=not-a-date").status_code == 400
+    assert viewer.get("/console/dashboard?since=2020-01-01&until=2026-01-01").status_code == 400  # > 400 days

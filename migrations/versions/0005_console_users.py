@@ -1,7 +1,7 @@
 """console users, sessions, sign-in limits, search indexes
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0003, 0004
 Create Date: 2026-11-29 18:23:09
 
 - Console users (`receiver users`), with an argon2id digest of their password and a role; their
@@ -20,8 +20,9 @@ from alembic import op
 import receiver.db
 
 revision = "0005"
-# Given as "0002"; merged here after the reconciliation's 0003, whose branch came in first.
-down_revision = "0003"
+# Given as "0002"; here it joins the two heads of the branches merged before it, the
+# reconciliation's 0003 and the statistics' 0004.
+down_revision = ("0003", "0004")
 branch_labels = None
 depends_on = None
 

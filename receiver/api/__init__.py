@@ -38,9 +38,10 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(inbound.blp, url_prefix="/api/v1/inbound")
     api.register_blueprint(calls.blp, url_prefix="/api/v1/calls")
     api.register_blueprint(events.blp, url_prefix="/api/v1/events")
-    from . import contacts, opt_outs, recordings  # recordings: the list and /<id>/audio
+    from . import contacts, opt_outs, recordings, stats  # recordings: the list and /<id>/audio
 
     api.register_blueprint(recordings.blp, url_prefix="/api/v1/recordings")
     api.register_blueprint(opt_outs.blp, url_prefix="/api/v1/opt-outs")
     api.register_blueprint(contacts.blp, url_prefix="/api/v1/contacts")
+    api.register_blueprint(stats.blp, url_prefix="/api/v1/stats")
     app.extensions["receiver.api"] = api

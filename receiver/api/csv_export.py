@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,4 +219,30 @@ def csv_response(
         body,
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{listing.name}.csv"'},
+    )
+
+
+def mark_text(value: Any) -> Any:
+    """A text cell as a spreadsheet must show it: TEXT_MARK in front where it starts like a
+    formula or with TEXT_MARK (the rule `_as_text_cell` writes in SQL)."""
+    if isinstance(value, str) and value.startswith((*FORMULA_STARTS, TEXT_MARK)):
+        return TEXT_MARK + value
+    return value
+
+
+def rows_csv_response(
+    name: str, keys: list[str], rows: list[dict[str, Any]], *, text_keys: Sequence[str] = ()
+) -> Response:
+    """A few rows computed here (not a list's query) as CSV: a header row of `keys`, then each row;
+    the cells of `text_keys` (free text, such as an operator's name) marked as text."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(keys)
+    marked = set(text_keys)
+    for row in rows:
+        writer.writerow(mark_text(row.get(key)) if key in marked else row.get(key) for key in keys)
+    return Response(
+        buffer.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
     )

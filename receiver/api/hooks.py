@@ -67,7 +67,7 @@ def receive(source: str, kind: str | None = None) -> tuple[Response, int]:
         outcome = ingest.receive(
             session, _raw_request(source, kind, body), ingest.Settings.from_config(current_app.config)
         )
-    metrics.count_ingest(outcome)
+    metrics.count_ingest(outcome, source)
     if outcome.new_recordings:
         recordings_queue.enqueue(outcome.new_recordings)  # bounded; the worker's sweep is the fallback
     return jsonify(outcome.answer()), outcome.code

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from ..models import RecordingState
 from ..recordings.files import remove_unreferenced
+from ..stats.rollup import rebuild_for
 from .destination import Destination
 from .format import (
     CALLS,
@@ -192,7 +193,12 @@ def _delete(conn: sa.Connection, kind: Kind, ids: list[Any], result: PruneResult
             for referrer in (other.table, other.child):
                 if referrer is not None and "raw_event_id" in referrer.c:
                     where = where & ~sa.exists().where(referrer.c.raw_event_id == table.c.id)
+    created = None
+    if table.name == "messages":  # the statistics count each message in the hour of its created_at
+        created = conn.execute(sa.select(table.c.created_at).where(where)).scalars().all()
     deleted = conn.execute(sa.delete(table).where(where)).rowcount
     result.deleted[table.name] += deleted
+    if created:
+        rebuild_for(conn, created)
     if kind is RAW:
         result.referenced += len(ids) - deleted

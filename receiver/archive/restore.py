@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from ..numbers import DEFAULT_COUNTRY_CODE
 from ..recordings.files import guarded, place, storage_path
+from ..stats.rollup import rebuild_for
 from .destination import CHUNK, Destination
 from .format import CODECS, KINDS, RECORDINGS, TABLES, ArchiveError, Kind, fill_derived, iter_lines
 from .manifest import Manifest
@@ -133,6 +134,8 @@ def _insert_batch(
         with engine.begin() as conn:
             inserted = _insert(conn, kind.table, parents)
             result.inserted[kind.table.name] += inserted
+            if kind.table.name == "messages" and inserted:  # the statistics count messages by it
+                rebuild_for(conn, (row["created_at"] for row in parents))
             result.present[kind.table.name] += len(parents) - inserted
             if kind.child is not None:
                 inserted = _insert(conn, kind.child, children)

@@ -15,7 +15,15 @@ from .blueprint import bp
 
 def init_app(app: Flask) -> None:
     """Register the console's blueprint, its sessions, sign-in, CSRF and rate limit."""
-    from . import views_admin, views_auth, views_events, views_pages, views_search, views_status  # noqa: F401
+    from . import (  # noqa: F401 (their routes)
+        views_admin,
+        views_auth,
+        views_dashboard,
+        views_events,
+        views_pages,
+        views_search,
+        views_status,
+    )
 
     auth.init_app(app)
     app.register_blueprint(bp)

@@ -51,7 +51,11 @@ def dashboard(session: orm.Session, since: date, until: date, source: str | None
         return call_stats(session, CallStatsQuery(start, end, group_by, source=source))
 
     board.messages = (messages() or [{}])[0]
-    board.calls = (calls() or [{}])[0]
+    calls_by_day = _by(calls("day"), "day")
+    board.calls = {
+        name: sum(row[name] for row in calls_by_day.values())
+        for name in ("calls", "answered", "recordings_stored", "recordings_waiting", "recordings_failed")
+    }
     days = _days(since, until)
     by_day = _by(messages("day"), "day")
     rate = [by_day.get(day, {}).get("delivery_rate") for day in days]
@@ -90,7 +94,6 @@ def dashboard(session: orm.Session, since: date, until: date, source: str | None
             "seconds",
         )
     )
-    calls_by_day = _by(calls("day"), "day")
     board.charts.append(
         charts.vertical(
             "calls-day",

@@ -13,4 +13,3 @@ from .blueprint import bp
 def health() -> str:
     """Recordings waiting and failed, failed checks and the last webhook per source, reconciliation."""
     return render_template("console/health.html", health=operations.health(get_session()))
-

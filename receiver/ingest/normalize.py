@@ -98,6 +98,8 @@ class Writer:
         self.received_at = received_at
         self.settings = settings
         self.new_recordings: list[int] = []
+        # (channel, canonical status) of each new status report stored: the metrics count them.
+        self.status_reports: list[tuple[str, str]] = []
 
     def utc(self, value: datetime | None) -> datetime | None:
         """Place a zone-less provider time in `PROVIDER_TIMEZONE`."""
@@ -250,6 +252,7 @@ class Writer:
             return report.message_id, False
         if created is None:
             self._merge(report, now)
+        self.status_reports.append((report.fields["channel"], report.status.value))
         return report.message_id, True
 
     def _message_events(self, reports: dict[int, _Report]) -> dict[int, tuple[Any, bool]]:
@@ -271,6 +274,8 @@ class Writer:
             is_new = (report.message_id, report.provider_status) in new_events
             if is_new and report.message_id not in created:
                 self._merge(report, now)
+            if is_new:
+                self.status_reports.append((report.fields["channel"], report.status.value))
             results[index] = (report.message_id, is_new)
         return results
 

@@ -47,6 +47,7 @@ def replay_one(session: orm.Session, raw_id: int, settings: ingest.Settings) -> 
         raise NotReplayable(f"raw event {raw_id} is {state}; only pending or quarantined events replay")
     outcome = ingest.reprocess(session, raw_id, settings)
     metrics.REPLAYS.labels(outcome=outcome.outcome).inc()
+    metrics.count_statuses(outcome)
     if outcome.new_recordings:
         recordings_queue.enqueue(outcome.new_recordings)
     return outcome

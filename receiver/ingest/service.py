@@ -54,6 +54,7 @@ class Outcome:
     errors: dict[str, Any] | None = None
     new_recordings: list[int] = field(default_factory=list)
     kinds: list[str | None] = field(default_factory=list)
+    statuses: list[tuple[str, str]] = field(default_factory=list)  # (channel, status) of new reports
 
     @property
     def outcome(self) -> str:
@@ -234,6 +235,7 @@ def _normalize_raw(
         outcome.events.append(ref)
         new += is_new
     outcome.new_recordings = writer.new_recordings
+    outcome.statuses = writer.status_reports
     if len(understood) < len(events):
         outcome.code, outcome.message = 202, "accepted"
         state = RawState.pending

@@ -33,6 +33,8 @@ class Message(Base):
         sa.Index("ix_messages_mobile_canonical_created_at_id", "mobile_canonical", "created_at", "id"),
         sa.Index("ix_messages_status_created_at_id", "status", "created_at", "id"),
         sa.Index("ix_messages_provider_status_created_at_id", "provider_status", "created_at", "id"),
+        # The statistics roll-up finds the messages changed since its last run by this.
+        sa.Index("ix_messages_updated_at", "updated_at"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
