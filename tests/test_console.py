@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
 import sqlalchemy as sa
 
-from receiver.models import RawEvent, ReconcileRun, Role, Status
+from receiver.models import RateCounter, RawEvent, ReconcileRun, Role, Status
 from tests.console_story import AS_SAID, NUMBER, SMS_ID, Mp3Stub, post_story, sign_in, silent_mp3, user
 
 
@@ -116,7 +118,21 @@ def test_ten_failures_lock_the_user_even_with_the_right_password_for_fifteen_min
     assert sign_in(client, "vera").status_code == 302
 
 
-def test_sign_in_attempts_are_limited_per_address_across_processes(app, settings):
+@pytest.fixture(params=["database", pytest.param("redis", marks=pytest.mark.redis)])
+def limit_storage(request, settings) -> Iterator[str]:
+    """Where the sign-in counters live: the database, or Redis when REDIS_URL is set."""
+    if request.param == "database":
+        yield request.param
+        return
+    prefix = f"receivertest{secrets.token_hex(4)}"
+    settings.update(REDIS_URL="redis://127.0.0.1:6379/0", REDIS_PREFIX=prefix)
+    yield request.param
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+
+
+def test_sign_in_attempts_are_limited_per_address_across_processes(limit_storage, app, settings):
     from receiver import create_app
 
     other = create_app(settings)  # a second process: nothing shared but the database
@@ -129,6 +145,12 @@ def test_sign_in_attempts_are_limited_per_address_across_processes(app, settings
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
     elsewhere = sign_in(app.test_client(), "vera", environ_base={"REMOTE_ADDR": "10.0.0.9"})
     assert elsewhere.status_code == 302  # another address is not held back
+    if limit_storage == "redis":
+        assert list(redis.Redis.from_url(settings["REDIS_URL"]).scan_iter(f"{settings['REDIS_PREFIX']}:*"))
+    else:
+        with app.extensions["receiver.db"].new_session() as session:
+            counts = dict(session.execute(sa.select(RateCounter.key, RateCounter.count)).all())
+        assert sorted(counts.values()) == [1, 31]  # the refused attempt counts too
     other.extensions["receiver.db"].engine.dispose()
 
 
