@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Blueprint, current_app, render_template, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from ..errors import ReceiverError
 from .auth import PREFIX, csrf, login_manager
 
 bp = Blueprint(
@@ -71,6 +73,20 @@ def _http_error(exc: HTTPException) -> Any:
     response.set_data(body)
     response.mimetype = "text/html"
     return response
+
+
+@bp.errorhandler(Exception)
+def _unexpected(exc: Exception) -> tuple[str, int]:
+    """A page, not JSON: 503 while the database is unreachable, else 500 (logged)."""
+    if isinstance(exc, sa.exc.OperationalError | ReceiverError) and getattr(exc, "status_code", 503) == 503:
+        current_app.logger.error("console: database unavailable: %s", type(exc).__name__)
+        return render_template(
+            "console/error.html", code=503, title="Database unavailable", message="Try again in a moment."
+        ), 503
+    current_app.logger.exception("console: unhandled error")
+    return render_template(
+        "console/error.html", code=500, title="Internal error", message="Something went wrong; it was logged."
+    ), 500
 
 
 @bp.route("/<path:anything>")
