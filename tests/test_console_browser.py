@@ -144,10 +144,26 @@ def test_an_operator_finds_a_number_plays_its_call_and_replays_a_quarantined_eve
     browser.find_element(By.LINK_TEXT, "Health").click()
     assert "recordings waiting" in browser.page_source
     shot(browser, "health")
-    if "console.dashboard" in app.view_functions:
-        browser.find_element(By.LINK_TEXT, "Dashboard").click()
-        assert browser.find_elements(By.CSS_SELECTOR, "svg")
-        shot(browser, "dashboard")
+    week_of_messages(app)
+    browser.find_element(By.LINK_TEXT, "Dashboard").click()
+    assert len(browser.find_elements(By.CSS_SELECTOR, "figure.chart svg")) == 5
+    tiles = browser.find_element(By.CLASS_NAME, "tiles").text
+    assert "86\nmessages" in tiles and "82.6 %" in tiles  # 71 delivered of 86 final, the story's SMS too
+    shot(browser, "dashboard")
+
+
+def week_of_messages(app) -> None:
+    """A week of SMS traffic for the dashboard: delivered, failed and rejected, each day."""
+    from datetime import UTC, datetime, timedelta
+
+    from receiver.models import Status
+    from tests.factories import messages
+
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=6)
+    step = timedelta(hours=1, minutes=7)
+    messages(app, 70, start=start, step=step * 2, mobile="919000000001")
+    messages(app, 10, start=start, step=step * 14, status=Status.failed, provider_status="ABSENT-SUB")
+    messages(app, 5, start=start, step=step * 28, status=Status.rejected, provider_status="DNDNUMB")
 
 
 def test_a_viewer_cannot_replay(app, hooks, stub, server, browser):

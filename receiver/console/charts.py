@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-WIDTH = 640
+WIDTH = 480
 BAR_HEIGHT = 22  # horizontal bars
 PLOT_HEIGHT = 180  # vertical bars
-LABEL_WIDTH = 170
+LABEL_WIDTH = 130
 TOP = 10
 BOTTOM = 40
 
@@ -82,7 +82,7 @@ def horizontal(
                 y + 3,
                 width,
                 BAR_HEIGHT - 6,
-                _short(label, 26),
+                _short(label, 20),
                 fmt(value),
                 LABEL_WIDTH - 6,
                 y + BAR_HEIGHT / 2 + 4,
