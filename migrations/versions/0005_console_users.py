@@ -8,8 +8,9 @@ Create Date: 2026-11-29 18:23:09
   failed sign-ins (a user is locked after too many in a window); their sign-in sessions (a row
   per signed-in browser, deleted on sign-out); fixed-window counters of the sign-in rate limit per
   address, shared by every process when there is no Redis.
-- The console's search finds messages by `cid` and `foreign_id` (indexed now, as `custom` was),
-  and its health page reads the last webhook of each source (raw events by source and time).
+- Messages by `custom`, `cid` and `foreign_id`, newest first, are one index range scan each (the
+  console's search; the API's `custom` filter); the console's health page reads the last webhook
+  of each source (raw events by source and time).
 """
 
 from __future__ import annotations
@@ -85,8 +86,14 @@ def upgrade() -> None:
         batch_op.create_index("ix_sign_in_failures_user_id_at", ["user_id", "at"], unique=False)
 
     with op.batch_alter_table("messages", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_messages_cid"), ["cid"], unique=False)
-        batch_op.create_index(batch_op.f("ix_messages_foreign_id"), ["foreign_id"], unique=False)
+        batch_op.drop_index("ix_messages_custom")
+        batch_op.create_index(
+            "ix_messages_custom_created_at_id", ["custom", "created_at", "id"], unique=False
+        )
+        batch_op.create_index("ix_messages_cid_created_at_id", ["cid", "created_at", "id"], unique=False)
+        batch_op.create_index(
+            "ix_messages_foreign_id_created_at_id", ["foreign_id", "created_at", "id"], unique=False
+        )
 
     with op.batch_alter_table("raw_events", schema=None) as batch_op:
         batch_op.create_index("ix_raw_events_source_received_at", ["source", "received_at"], unique=False)
@@ -97,8 +104,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_raw_events_source_received_at")
 
     with op.batch_alter_table("messages", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_messages_foreign_id"))
-        batch_op.drop_index(batch_op.f("ix_messages_cid"))
+        batch_op.drop_index("ix_messages_foreign_id_created_at_id")
+        batch_op.drop_index("ix_messages_cid_created_at_id")
+        batch_op.drop_index("ix_messages_custom_created_at_id")
+        batch_op.create_index("ix_messages_custom", ["custom"], unique=False)
 
     with op.batch_alter_table("sign_in_failures", schema=None) as batch_op:
         batch_op.drop_index("ix_sign_in_failures_user_id_at")

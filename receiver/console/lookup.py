@@ -59,15 +59,8 @@ def search(
         result.number = canonical(query, country_code)
     if session.scalar(sa.select(Message.id).where(Message.id == query)) is not None:
         result.message_id = query
-    statement = (
-        sa.select(Message)
-        .where(sa.or_(Message.custom == query, Message.cid == query, Message.foreign_id == query))
-        .order_by(Message.created_at.desc(), Message.id.desc())
-    )
-    if cursor:
-        moment, last_id = cursors.decode(cursor, [datetime, str])
-        statement = statement.where(sa.tuple_(Message.created_at, Message.id) < sa.tuple_(moment, last_id))
-    references = list(session.scalars(statement.limit(limit + 1)))
+    after = cursors.decode(cursor, [datetime, str]) if cursor else None
+    references = _references(session, query, after, limit + 1)
     if len(references) > limit:
         references = references[:limit]
         result.next_cursor = cursors.encode([references[-1].created_at, references[-1].id])
@@ -77,6 +70,23 @@ def search(
             session.scalars(sa.select(Call).where(Call.mid == query).order_by(Call.id.desc()).limit(limit))
         )
     return result
+
+
+def _references(session: orm.Session, query: str, after: list[Any] | None, limit: int) -> list[Message]:
+    """Messages whose custom, cid or foreign_id is `query`, newest first, after a position.
+
+    One keyset query per column, each an index range scan, merged here: as one OR, the planner
+    could not tell a rare value from a common one and might read the whole table by time.
+    """
+    found: dict[str, Message] = {}
+    for column in (Message.custom, Message.cid, Message.foreign_id):
+        statement = sa.select(Message).where(column == query)
+        if after is not None:
+            statement = statement.where(sa.tuple_(Message.created_at, Message.id) < sa.tuple_(*after))
+        statement = statement.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
+        for message in session.scalars(statement):
+            found[message.id] = message
+    return sorted(found.values(), key=lambda m: (m.created_at, m.id), reverse=True)[:limit]
 
 
 @dataclass
