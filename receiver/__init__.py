@@ -24,7 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from flask import Flask
 
-    from . import cli, db, errors, health, metrics
+    from . import cli, console, db, errors, health, metrics
     from .api import register_blueprints
     from .config import load_settings
     from .ingest.bodies import Request
@@ -39,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     metrics.init_app(app)
     health.init_app(app)
     register_blueprints(app)
+    console.init_app(app)
     errors.register_error_handlers(app)
     cli.init_app(app)
     return app

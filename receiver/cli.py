@@ -22,6 +22,7 @@ from .reconcile.cli import reconcile_cli
 from .recordings.cli import recordings_cli
 from .runner import run_command
 from .stats.cli import stats_cli
+from .users.cli import users_cli
 from .wording import plural
 from .worker import worker_command
 
@@ -192,6 +193,7 @@ def commands() -> list[click.Command]:
         db_cli,
         sources_cli,
         apikeys_cli,
+        users_cli,
         worker_command,
         recordings_cli,
         replay_command,

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     RECORDING_MAX_BYTES: int = 209715200
     SECRET_GRACE_HOURS: float = 24.0
     SECRET_KEY: str | None = None
+    CONSOLE_SESSION_HOURS: float = 12.0
+    CONSOLE_SIGNIN_RATE: str = "30 per minute"
+    SESSION_COOKIE_SECURE: bool = False
     METRICS_TOKEN: str | None = None
     WORKER_CONCURRENCY: int = 16
     RECORDING_EXPIRY_MARGIN: float = 300.0

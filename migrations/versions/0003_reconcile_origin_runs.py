@@ -1,7 +1,7 @@
 """reconciliation: where each event came from, and the runs
 
 Revision ID: 0003
-Revises: 0006
+Revises: 0002
 Create Date: 2026-11-29 18:30:00
 
 - Message events, inbound messages and calls get an `origin`: `webhook` (every row stored
@@ -18,7 +18,7 @@ from alembic import op
 import receiver.db
 
 revision = "0003"
-down_revision = "0006"  # given as "0002"; chained after main's 0006 (forwarding) at the merge
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

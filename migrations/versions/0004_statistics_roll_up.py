@@ -1,7 +1,7 @@
 """statistics roll-up: message summaries by hour and day, and an index on messages.updated_at
 
 Revision ID: 0004
-Revises: 0006
+Revises: 0003
 Create Date: 2026-11-29 18:24:46
 
 - `stats_message_cells` and `stats_message_delays` hold the summaries the statistics API reads
@@ -20,7 +20,7 @@ from alembic import op
 import receiver.db
 
 revision = "0004"
-down_revision = "0006"  # chained after forwarding's migration, merged into main first
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

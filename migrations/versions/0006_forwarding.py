@@ -1,7 +1,7 @@
 """forwarding: changes outbox, destinations, deliveries
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0005
 Create Date: 2026-11-29 18:24:19
 
 - `changes`: the outbox. Each change receiver commits (a message's status, an inbound message, a
@@ -19,9 +19,8 @@ from alembic import op
 
 import receiver.db
 
-
 revision = "0006"
-down_revision = "0002"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -3,7 +3,6 @@ stored recording's file, with its type and an ETag; and POST /api/v1/recordings/
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from flask import Response, current_app, send_file
@@ -11,9 +10,9 @@ from marshmallow import RAISE
 
 from ..db import get_db, get_session
 from ..errors import Conflict, NotFound
-from ..models import Recording, RecordingState
+from ..models import Recording
 from ..recordings import sweep
-from ..recordings.files import storage_path
+from ..recordings.files import NoAudio, stored_file
 from . import queries, resources
 from .args import RecordingArgsSchema
 from .auth import protected_blueprint
@@ -46,19 +45,18 @@ def list_recordings(args: dict[str, Any]) -> Response:
 def get_audio(recording_id: int) -> Response:
     """Stream the stored audio; its SHA-256 is the ETag."""
     # The request's session closes (its connection back to the pool) before the file streams.
-    recording = get_session().get(Recording, valid_id(recording_id, "recording"))
-    if recording is None:
-        raise NotFound(f"no recording {recording_id}")
-    if recording.state != RecordingState.stored or recording.sha256 is None:
-        raise NotFound(f"recording {recording_id} is not stored (state {recording.state})")
-    path = storage_path(Path(current_app.config["RECORDINGS_DIR"]), recording.sha256)
-    if not path.is_file():
-        current_app.logger.error("recording %s: file %s is missing", recording_id, path)
-        raise NotFound(f"recording {recording_id}: file missing from storage")
+    try:
+        recording, path = stored_file(
+            get_session(), valid_id(recording_id, "recording"), current_app.config["RECORDINGS_DIR"]
+        )
+    except NoAudio as exc:
+        if "missing" in str(exc):
+            current_app.logger.error("%s", exc)
+        raise NotFound(str(exc)) from None
     response = send_file(
-        path.resolve(),
+        path,
         mimetype=recording.content_type or "application/octet-stream",
-        etag=recording.sha256,
+        etag=recording.sha256 or True,
         conditional=True,
         max_age=3600,
     )

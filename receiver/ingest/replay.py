@@ -60,8 +60,9 @@ def waiting_ids(
     after: int,
     upto: int,
     limit: int,
+    source: str | None = None,
 ) -> list[int]:
-    """The next ids (ascending, in (after, upto]) of raw events in `states`."""
+    """The next ids (ascending, in (after, upto]) of raw events in `states` (of `source`, if given)."""
     statement = (
         sa.select(RawEvent.id)
         .where(RawEvent.state.in_(list(states)), RawEvent.id > after, RawEvent.id <= upto)
@@ -70,6 +71,8 @@ def waiting_ids(
     )
     if since is not None:
         statement = statement.where(RawEvent.received_at >= since)
+    if source is not None:
+        statement = statement.where(RawEvent.source == source)
     with session.begin():
         return list(session.scalars(statement))
 

@@ -25,6 +25,7 @@ from .messages import ContactEvent, InboundMessage, Message, MessageEvent, OptOu
 from .provider import ProviderRateSlot
 from .raw import RawEvent
 from .reconcile import ReconcileRun
+from .users import ConsoleSession, RateCounter, Role, SignInFailure, User
 
 # isort: split
 # The statistics roll-up's tables live with their package; importing them here (after the classes
@@ -40,6 +41,7 @@ __all__ = [
     "ApiScope",
     "Base",
     "Call",
+    "ConsoleSession",
     "ContactEvent",
     "InboundMessage",
     "Message",
@@ -49,10 +51,14 @@ __all__ = [
     "PULL_SOURCE",
     "ProviderRateSlot",
     "RawEvent",
+    "RateCounter",
     "RawState",
     "ReconcileRun",
     "Recording",
     "RecordingState",
+    "Role",
+    "SignInFailure",
     "Source",
     "Status",
+    "User",
 ]

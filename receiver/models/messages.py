@@ -35,6 +35,11 @@ class Message(Base):
         sa.Index("ix_messages_provider_status_created_at_id", "provider_status", "created_at", "id"),
         # The statistics roll-up finds the messages changed since its last run by this.
         sa.Index("ix_messages_updated_at", "updated_at"),
+        # Messages by reference, newest first, whatever the value's frequency (the API's `custom`
+        # filter, the console's search).
+        sa.Index("ix_messages_custom_created_at_id", "custom", "created_at", "id"),
+        sa.Index("ix_messages_cid_created_at_id", "cid", "created_at", "id"),
+        sa.Index("ix_messages_foreign_id_created_at_id", "foreign_id", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
@@ -45,7 +50,7 @@ class Message(Base):
     mobile_canonical: Mapped[str | None] = mapped_column(sa.String(255))
     sender: Mapped[str | None] = mapped_column(sa.String(255))
     service: Mapped[str | None] = mapped_column(sa.String(255))
-    custom: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    custom: Mapped[str | None] = mapped_column(sa.String(255))
     custom1: Mapped[str | None] = mapped_column(sa.String(255))
     custom2: Mapped[str | None] = mapped_column(sa.String(255))
     cid: Mapped[str | None] = mapped_column(sa.String(255))

@@ -20,6 +20,8 @@ class RawEvent(Base):
         sa.UniqueConstraint("source", "fingerprint"),
         sa.Index("ix_raw_events_state_id", "state", "id"),
         sa.Index("ix_raw_events_received_at_id", "received_at", "id"),
+        # The console's health page: the last webhook of each source.
+        sa.Index("ix_raw_events_source_received_at", "source", "received_at"),
     )
 
     id: Mapped[bigid_pk]

@@ -21,8 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 
-from ..models import Recording
+from ..models import Recording, RecordingState
 
 # The first key of receiver's advisory locks on recording files ("REC1").
 _LOCK_CLASS = 0x52454331
@@ -32,6 +33,24 @@ _ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(CAST(:class AS integer), 
 def storage_path(directory: str | Path, sha256: str) -> Path:
     """Where the file with this SHA-256 is kept: RECORDINGS_DIR/ab/cd/abcd…"""
     return Path(directory) / sha256[:2] / sha256[2:4] / sha256
+
+
+class NoAudio(LookupError):
+    """No stored file to serve for a recording; the message says why."""
+
+
+def stored_file(session: orm.Session, recording_id: int, directory: str | Path) -> tuple[Recording, Path]:
+    """A stored recording and its file, for serving; NoAudio when there is none (unknown
+    recording, not stored yet, or its file missing from storage)."""
+    recording = session.get(Recording, recording_id)
+    if recording is None:
+        raise NoAudio(f"no recording {recording_id}")
+    if recording.state != RecordingState.stored or recording.sha256 is None:
+        raise NoAudio(f"recording {recording_id} is not stored (state {recording.state})")
+    path = storage_path(directory, recording.sha256)
+    if not path.is_file():
+        raise NoAudio(f"recording {recording_id}: file missing from storage")
+    return recording, path.resolve()
 
 
 def lock_files(connection: sa.Connection, shas: Iterable[str]) -> None:
