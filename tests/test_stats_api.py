@@ -190,6 +190,20 @@ def test_calls_answered_durations_billing_and_recordings(app: Flask, api: Any, h
             "recordings_failed": 0,
         },
     ]
+    whole = api("/api/v1/stats/calls?since=2021-04-09&until=2021-04-11")  # no grouping: one row
+    assert whole.status_code == 200, whole.get_json()
+    assert whole.get_json()["data"] == [
+        {
+            "calls": 4,
+            "answered": 3,
+            "duration_seconds": 69,
+            "duration_seconds_avg": 69 / 4,
+            "billing": 30,
+            "recordings_stored": 1,
+            "recordings_waiting": 1,
+            "recordings_failed": 1,
+        }
+    ]
     by_hangup = api("/api/v1/stats/calls?since=2021-04-09&until=2021-04-11&group_by=hangup_by&format=csv")
     lines = by_hangup.get_data(as_text=True).splitlines()
     assert lines[0].startswith("hangup_by,calls,answered")

@@ -86,6 +86,7 @@ def call_stats(session: orm.Session, query: CallStatsQuery) -> list[dict[str, An
                 sa.func.count().filter(Recording.state.in_(_WAITING)),
                 sa.func.count().filter(Recording.state == RecordingState.failed),
             )
+            .select_from(Call)  # with no group column, nothing else names the table to join from
             .join(Recording, Recording.call_id == Call.id)
             .where(*where)
         )
