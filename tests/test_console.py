@@ -13,7 +13,17 @@ import redis
 import sqlalchemy as sa
 
 from receiver.models import RateCounter, RawEvent, ReconcileRun, Role, Status
-from tests.console_story import AS_SAID, NUMBER, SMS_ID, Mp3Stub, post_story, sign_in, silent_mp3, user
+from tests.console_story import (
+    AS_SAID,
+    NUMBER,
+    SMS_ID,
+    Mp3Stub,
+    csrf_of,
+    post_story,
+    sign_in,
+    silent_mp3,
+    user,
+)
 
 
 @pytest.fixture
@@ -68,6 +78,24 @@ def test_the_session_cookie_is_httponly_lax_scoped_and_secure_over_https(app, cl
     secure = app.test_client()
     cookie = sign_in(secure, "vera", base_url="https://localhost").headers["Set-Cookie"]
     assert "Secure" in cookie
+
+
+@pytest.mark.parametrize("target", ["/console/\r\nX-Injected: 1", "/console/\x00", "https://evil.example/"])
+def test_sign_in_never_follows_a_next_address_a_redirect_cannot_carry(app, client, target):
+    user(app, "vera", Role.viewer)
+    page = client.get("/console/sign-in")
+    response = client.post(
+        "/console/sign-in",
+        data={
+            "name": "vera",
+            "password": "correct horse battery",
+            "next": target,
+            "csrf_token": csrf_of(text(page)),
+        },
+    )
+    assert response.status_code == 302 and response.headers["Location"] == "/console/"
+    again = client.get("/console/sign-in", query_string={"next": target})
+    assert again.status_code == 302 and again.headers["Location"] == "/console/"
 
 
 def test_a_post_without_a_valid_csrf_token_is_refused(app, client):

@@ -15,8 +15,15 @@ from .blueprint import bp
 
 
 def _safe_next(target: str | None) -> str:
-    """Where to go after signing in: a console page of this site, never another site."""
-    if target and target.startswith(PREFIX + "/") and not target.startswith("//") and "\\" not in target:
+    """Where to go after signing in: a console page of this site, never another site, nor an
+    address with control characters (a line break cannot go into the Location header)."""
+    if (
+        target
+        and target.startswith(PREFIX + "/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and target.isprintable()
+    ):
         return target
     return url_for("console.home")
 
