@@ -56,7 +56,14 @@ def test_the_feed_pages_by_cursor_and_filters_by_type(hooks, api):
 
 @pytest.mark.parametrize(
     "params",
-    [{"types": "message.status,bogus"}, {"cursor": "abc"}, {"cursor": "99999999999999999999"}, {"limit": 0}],
+    [
+        {"types": "message.status,bogus"},
+        {"cursor": "abc"},
+        {"cursor": "99999999999999999999"},
+        {"cursor": "1\n"},
+        {"cursor": "\u0663"},
+        {"limit": 0},
+    ],
 )
 def test_bad_feed_arguments_are_a_json_422(api, params):
     answer = api("/api/v1/changes", query_string=params)

@@ -28,7 +28,7 @@ class ChangeArgsSchema(Schema):
         ordered = True
 
     cursor = fields.String(
-        validate=validate.Regexp(r"^[0-9]{1,19}$", error="Not a cursor of this feed."),
+        validate=validate.Regexp(r"\A[0-9]{1,19}\Z", error="Not a cursor of this feed."),
         metadata={
             "description": "The `next_cursor` of the previous page; from the oldest change without it."
         },
