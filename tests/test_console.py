@@ -318,3 +318,10 @@ def test_the_dashboard_draws_the_stats_services_figures(app, viewer):
     assert re.search(r"ABSENT-SUB</th><td>2</td>", page)  # failures by provider status
     assert viewer.get("/console/dashboard?since=not-a-date").status_code == 400
     assert viewer.get("/console/dashboard?since=2020-01-01&until=2026-01-01").status_code == 400  # > 400 days
+
+
+@pytest.mark.parametrize("period", ["until=9999-12-31", "since=9999-12-30&until=9999-12-31"])
+def test_the_dashboard_refuses_a_period_at_the_end_of_the_calendar(viewer, period):
+    response = viewer.get(f"/console/dashboard?{period}")
+    assert response.status_code == 400
+    assert "must be" in text(response)

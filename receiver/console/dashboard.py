@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy import orm
 
-from ..stats import CallStatsQuery, MessageStatsQuery, call_stats, message_stats
+from ..stats import CallStatsQuery, MessageStatsQuery, StatsQueryError, call_stats, message_stats
+from ..stats.query import LATEST
 from . import charts
 
 FAILED = ("failed", "rejected", "expired")
@@ -41,6 +42,8 @@ def dashboard(session: orm.Session, since: date, until: date, source: str | None
     """The charts of `since` to `until` (whole UTC days, both included), of one source or all;
     receiver.stats.StatsQueryError for a period the stats refuse."""
     start = datetime.combine(since, time(), UTC)
+    if until >= LATEST.date():  # the day after it would be past the calendar's end
+        raise StatsQueryError("until", f"must be before {LATEST.date()}")
     end = datetime.combine(until + timedelta(days=1), time(), UTC)
     board = Dashboard(since, until, source)
 
