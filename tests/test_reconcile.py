@@ -387,3 +387,11 @@ def test_the_daily_task_reconciles_the_previous_two_days_and_does_nothing_withou
         if task.name.startswith("reconcile"):
             huey.execute(task)  # the job itself, as the consumer runs it
     assert pull.requests == []
+
+
+@pytest.mark.parametrize("command", ["sms", "calls", "inbound", "report"])
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+def test_a_day_at_an_end_of_the_calendar_is_refused_in_one_line(pull, runner, command, day):
+    result = runner.invoke(args=["reconcile", command, "--date", day])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--date'" in result.output and result.exception.__class__ is SystemExit

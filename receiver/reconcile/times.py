@@ -66,6 +66,9 @@ def parse_duration(text: str) -> timedelta:
 def parse_day(text: str) -> date:
     """A day as YYYY-MM-DD."""
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(f"not a day: {text!r} (say YYYY-MM-DD)") from None
+    if day in (date.min, date.max):  # its bounds in the provider's zone fall off the calendar
+        raise ValueError(f"not a day the provider can have: {text!r}")
+    return day
