@@ -93,6 +93,9 @@ def test_rotate_gives_a_new_secret_and_replay_needs_a_time(local, runner):
     assert rotated.output.splitlines()[-1].startswith("whsec_") and first not in rotated.output
     bad = runner.invoke(args=["destinations", "replay", "crm", "--since", "yesterday"])
     assert bad.exit_code == 2 and "not an ISO 8601 time" in bad.output
+    # In UTC this is before the year 1: a line saying so, not a traceback.
+    early = runner.invoke(args=["destinations", "replay", "crm", "--since", "0001-01-01T00:00:00+14:00"])
+    assert early.exit_code == 2 and "not an ISO 8601 time" in early.output
     ok = runner.invoke(args=["destinations", "replay", "crm", "--since", "2026-01-01"])
     assert ok.exit_code == 0 and "0 changes queued again" in ok.output
 

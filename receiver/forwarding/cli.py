@@ -30,9 +30,9 @@ def _session() -> Iterator[orm.Session]:
 def _since(value: str) -> datetime:
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # OverflowError: before the year 1 once in UTC
         raise click.BadParameter(f"not an ISO 8601 time: {value!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @click.group("destinations", help="Where changes are forwarded: the customer's own endpoints.")
