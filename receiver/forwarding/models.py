@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base, BigId
-from ..models.common import bigid_pk, created, name64
+from ..models.common import bigid_pk, created, name64, string_enum
 
 # The types of change a destination can ask for, in the order `destinations add` lists them.
 CHANGE_TYPES = ("message.status", "inbound", "call", "recording", "opt_out")
@@ -26,15 +26,6 @@ class DeliveryState(enum.StrEnum):
     delivered = "delivered"
     failed = "failed"  # given up after the retry period; `destinations replay` sends it again
 
-
-def _enum(cls: type[enum.Enum]) -> sa.Enum:
-    return sa.Enum(
-        cls,
-        native_enum=False,
-        length=16,
-        values_callable=lambda m: [x.value for x in m],
-        validate_strings=True,
-    )
 
 
 class Change(Base):
@@ -79,7 +70,7 @@ class Destination(Base):
     previous_secret: Mapped[str | None] = mapped_column(sa.String(100))
     previous_secret_expires_at: Mapped[datetime | None]
     event_types: Mapped[list[Any]]
-    state: Mapped[DestinationState] = mapped_column(_enum(DestinationState))
+    state: Mapped[DestinationState] = mapped_column(string_enum(DestinationState))
     paused_reason: Mapped[str | None] = mapped_column(sa.Text)
     rate_limit: Mapped[float] = mapped_column(sa.Float)  # requests a second
     concurrency: Mapped[int]  # requests under way at once, across every worker
@@ -117,7 +108,7 @@ class Delivery(Base):
     change_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("changes.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(sa.BigInteger)
     resource: Mapped[str] = mapped_column(sa.String(300))
-    state: Mapped[DeliveryState] = mapped_column(_enum(DeliveryState))
+    state: Mapped[DeliveryState] = mapped_column(string_enum(DeliveryState))
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     next_attempt_at: Mapped[datetime]
     locked_until: Mapped[datetime | None]
