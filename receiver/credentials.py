@@ -14,6 +14,17 @@ CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie", "x-api-k
 REDACTED = "REDACTED"
 
 
+# Words in a header's name that say its value is a credential, though no rule of ours reads it (a
+# custom header set on the portal's webhook): such a header is kept with its value REDACTED.
+CREDENTIAL_WORDS = ("secret", "token", "password", "passwd", "apikey", "api-key", "auth", "session")
+
+
+def is_credential_header(name: str) -> bool:
+    """Whether a request header's value must not be kept or shown."""
+    lowered = name.lower()
+    return lowered in CREDENTIAL_HEADERS or any(word in lowered for word in CREDENTIAL_WORDS)
+
+
 def is_credential(name: str) -> bool:
     """Whether a (percent-decoded) query parameter name carries a credential."""
     return name.lower() in CREDENTIAL_PARAMS

@@ -24,6 +24,7 @@ from tests.console_story import (
     silent_mp3,
     user,
 )
+from tests.payloads import SMS_DLR
 
 
 @pytest.fixture
@@ -280,6 +281,17 @@ def test_the_raw_event_page_never_shows_a_secret(app, viewer, hooks):
         assert secret not in page
     assert "REDACTED" in page and "919845012345" in page
     assert "Authorization" not in page
+
+
+def test_the_raw_event_page_hides_a_credential_header_stored_before_it_was_redacted(app, viewer, hooks):
+    hooks.post(SMS_DLR)
+    event_id = _latest_raw(app)
+    with app.extensions["receiver.db"].new_session() as session, session.begin():
+        raw = session.get_one(RawEvent, event_id)
+        raw.headers = {**raw.headers, "X-Webhook-Secret": "older-row-secret"}  # as an older release kept it
+    page = text(viewer.get(f"/console/events/{event_id}"))
+    assert "older-row-secret" not in page
+    assert "X-Webhook-Secret" in page and "REDACTED" in page
 
 
 def _latest_raw(app) -> int:

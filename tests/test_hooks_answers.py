@@ -166,6 +166,25 @@ def test_bearer_secret_is_not_stored(hooks, app, source_secret):
     assert not {name.lower() for name in raw.headers} & {"authorization"}
 
 
+def test_custom_headers_named_as_credentials_are_stored_redacted(client, app, source_secret):
+    # The portal lets a webhook carry custom headers: one that looks like a credential keeps its
+    # name in the raw request, never its value.
+    headers = {
+        "Authorization": f"Bearer {source_secret}",
+        "X-Webhook-Secret": "hunter2-secret",
+        "X-Auth-Token": "hunter2-token",
+        "X-Customer-Password": "hunter2-password",
+        "X-Trace": "kept-as-sent",
+    }
+    assert client.post("/hooks/portal", json=SMS_DLR, headers=headers).status_code == 200
+    (raw,) = raw_events(app)
+    assert "hunter2" not in json.dumps(raw.headers)
+    assert raw.headers["X-Webhook-Secret"] == "REDACTED"
+    assert raw.headers["X-Auth-Token"] == "REDACTED"
+    assert raw.headers["X-Customer-Password"] == "REDACTED"
+    assert raw.headers["X-Trace"] == "kept-as-sent"
+
+
 def test_unknown_source(client, app):
     response = client.post("/hooks/nobody", json=SMS_DLR, headers={"Authorization": "Bearer x"})
     assert response.status_code == 404

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from ..credentials import CREDENTIAL_HEADERS, REDACTED, is_credential
+from ..credentials import CREDENTIAL_HEADERS, REDACTED, is_credential, is_credential_header
 from ..models import Call, Message, MessageEvent, RawEvent, Recording
 from ..numbers import canonical, is_number
 from . import cursors
@@ -171,11 +171,12 @@ def event(session: orm.Session, event_id: int) -> EventView | None:
     found = session.get(RawEvent, event_id)
     if found is None:
         return None
-    # Credential headers are never stored with a raw request; the query string's credential
-    # values were replaced on the way in. The body is kept byte for byte, so its credential
-    # parameters (a `secret` posted in a form) are replaced here, on the way out.
+    # Credential headers are never stored with a raw request, and a custom header named as a
+    # credential is stored REDACTED (an older row may hold its value: it is hidden here too). The
+    # query string's credential values were replaced on the way in. The body is kept byte for
+    # byte, so its credential parameters (a `secret` posted in a form) are replaced on the way out.
     headers = sorted(
-        (str(name), str(value))
+        (str(name), REDACTED if is_credential_header(str(name)) else str(value))
         for name, value in (found.headers or {}).items()
         if str(name).lower() not in CREDENTIAL_HEADERS
     )

@@ -27,7 +27,6 @@ class DeliveryState(enum.StrEnum):
     failed = "failed"  # given up after the retry period; `destinations replay` sends it again
 
 
-
 class Change(Base):
     """A change receiver committed, with the resource as the query API showed it right after.
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from .. import answers, keys, metrics
-from ..credentials import CREDENTIAL_HEADERS
+from ..credentials import CREDENTIAL_HEADERS, REDACTED, is_credential_header
 from ..db import utcnow, within_deadline
 from ..models import REPLAYABLE_RAW, RawEvent, RawState
 from ..recordings import queue as recordings_queue
@@ -211,7 +211,11 @@ def _only_challenge(args: Mapping[str, str], body: bytes) -> bool:
 
 
 def _raw_request(hook: Webhook, body: bytes) -> RawRequest:
-    headers = {name: value for name, value in hook.headers.items() if name.lower() not in CREDENTIAL_HEADERS}
+    headers = {
+        name: REDACTED if is_credential_header(name) else value
+        for name, value in hook.headers.items()
+        if name.lower() not in CREDENTIAL_HEADERS
+    }
     return RawRequest(
         source=hook.source,
         method=hook.method,
