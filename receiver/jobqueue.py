@@ -31,7 +31,7 @@ REDIS_COMMAND_TIMEOUT = 5.0
 Loop = Callable[[threading.Event], None]
 
 
-class LazySqliteStorage(SqliteStorage):  # type: ignore[misc]
+class LazySqliteStorage(SqliteStorage):
     """Huey's SQLite queue, whose folder, file and tables are made on first use, not when the app
     is built: a command that never queues anything leaves no file behind."""
 

@@ -157,7 +157,7 @@ def _prune_batch(
         if kind.child is not None and rows:
             fk = kind.child.c[kind.child_fk]  # type: ignore[index]
             stmt = (
-                sa.select(*columns(kind.child, conn.dialect.name))  # type: ignore[arg-type]
+                sa.select(*columns(kind.child, conn.dialect.name))
                 .where(fk.in_(list(children)))
                 .order_by(fk, kind.child.c.id)
                 .with_for_update()
