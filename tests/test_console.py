@@ -138,13 +138,23 @@ def test_ten_failures_lock_the_user_even_with_the_right_password_for_fifteen_min
     for _ in range(10):
         assert sign_in(client, "vera", "wrong password!").status_code == 401
     locked = sign_in(client, "vera")
-    assert locked.status_code == 401 and "Too many failed sign-ins" in text(locked)
+    assert locked.status_code == 401 and "too many failed sign-ins" in text(locked)
     with app.extensions["receiver.db"].new_session() as session, session.begin():
         failures = list(session.scalars(sa.select(SignInFailure)))
         assert len(failures) == 10  # the refused attempts while locked did not lengthen the lock
         for failure in failures:  # fifteen minutes pass
             failure.at -= timedelta(minutes=15, seconds=1)
     assert sign_in(client, "vera").status_code == 302
+
+
+def test_a_locked_user_and_an_unknown_name_get_the_same_answer(app, client):
+    user(app, "vera", Role.viewer)
+    for _ in range(11):
+        locked = sign_in(client, "vera", "wrong password!")
+        unknown = sign_in(client, "nobody-here", "wrong password!")
+    assert locked.status_code == unknown.status_code == 401
+    error = re.compile(r'<p[^>]*role="alert"[^>]*>(.*?)</p>', re.S)
+    assert error.search(text(locked)).group(1) == error.search(text(unknown)).group(1)
 
 
 @pytest.fixture(params=["database", pytest.param("redis", marks=pytest.mark.redis)])

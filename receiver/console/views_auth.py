@@ -13,6 +13,11 @@ from ..users import service
 from .auth import PREFIX, ConsoleUser, sign_in_limit
 from .blueprint import bp
 
+REFUSED = (
+    "Wrong name or password, or too many failed sign-ins for this name"
+    " (after 10 in 15 minutes, wait 15 minutes)."
+)
+
 
 def _safe_next(target: str | None) -> str:
     """Where to go after signing in: a console page of this site, never another site, nor an
@@ -45,12 +50,10 @@ def sign_in() -> Any:
             lifetime,
         )
     except service.SignInRefused as exc:
-        message = (
-            "Too many failed sign-ins for this user: try again in 15 minutes."
-            if exc.locked
-            else "Wrong name or password."
-        )
-        return render_template("console/sign_in.html", next=request.form.get("next", ""), error=message), 401
+        # One message whether the user is locked or the name unknown: a different one for a locked
+        # user would tell an attacker which names exist.
+        current_app.logger.info("console sign-in refused (%s)", "locked" if exc.locked else "wrong")
+        return render_template("console/sign_in.html", next=request.form.get("next", ""), error=REFUSED), 401
     session.clear()  # a new session on sign-in: nothing from before carries over
     login_user(ConsoleUser(signed), duration=lifetime)
     return redirect(_safe_next(request.form.get("next")))
