@@ -12,7 +12,7 @@ from ..db import get_db, get_session
 from ..errors import Conflict, NotFound
 from ..models import Recording
 from ..recordings import sweep
-from ..recordings.files import NoAudio, stored_file
+from ..recordings.files import MissingFile, NoAudio, stored_file
 from . import queries, resources
 from .args import RecordingArgsSchema
 from .auth import protected_blueprint
@@ -49,9 +49,10 @@ def get_audio(recording_id: int) -> Response:
         recording, path = stored_file(
             get_session(), valid_id(recording_id, "recording"), current_app.config["RECORDINGS_DIR"]
         )
+    except MissingFile as exc:
+        current_app.logger.error("%s", exc)
+        raise NotFound(str(exc)) from None
     except NoAudio as exc:
-        if "missing" in str(exc):
-            current_app.logger.error("%s", exc)
         raise NotFound(str(exc)) from None
     response = send_file(
         path,

@@ -39,6 +39,10 @@ class NoAudio(LookupError):
     """No stored file to serve for a recording; the message says why."""
 
 
+class MissingFile(NoAudio):
+    """A recording stored, whose file is not in storage: worth an error in the log."""
+
+
 def stored_file(session: orm.Session, recording_id: int, directory: str | Path) -> tuple[Recording, Path]:
     """A stored recording and its file, for serving; NoAudio when there is none (unknown
     recording, not stored yet, or its file missing from storage)."""
@@ -49,7 +53,7 @@ def stored_file(session: orm.Session, recording_id: int, directory: str | Path) 
         raise NoAudio(f"recording {recording_id} is not stored (state {recording.state})")
     path = storage_path(directory, recording.sha256)
     if not path.is_file():
-        raise NoAudio(f"recording {recording_id}: file missing from storage")
+        raise MissingFile(f"recording {recording_id}: file missing from storage")
     return recording, path.resolve()
 
 
