@@ -32,8 +32,7 @@ def _session() -> AbstractContextManager[orm.Session]:
 
 
 def _callback_url(name: str) -> str:
-    base = current_app.config.get("PUBLIC_URL") or "http://<this-host>:8000"
-    return f"{base.rstrip('/')}/hooks/{name}"
+    return sources.callback_url(name, current_app.config.get("PUBLIC_URL"), "http://<this-host>:8000")
 
 
 @click.group("sources", help="Webhook sources: one per webhook registered in the portal.")

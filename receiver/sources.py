@@ -34,6 +34,12 @@ MAX_GRACE_HOURS = 24 * 365
 _changes = 0
 
 
+def callback_url(name: str, public_url: str | None, fallback: str) -> str:
+    """The address to register in the portal for source `name`: under PUBLIC_URL when it is set,
+    else under `fallback` (the console's own address, or a placeholder for the CLI)."""
+    return f"{(public_url or fallback).rstrip('/')}/hooks/{name}"
+
+
 def _changed() -> None:
     global _changes
     _changes += 1

@@ -97,8 +97,7 @@ def sources_page() -> Any:
 
 
 def _callback_url(name: str) -> str:
-    base = current_app.config.get("PUBLIC_URL") or request.host_url
-    return f"{base.rstrip('/')}/hooks/{name}"
+    return sources.callback_url(name, current_app.config.get("PUBLIC_URL"), request.host_url)
 
 
 @bp.post("/admin/sources")
