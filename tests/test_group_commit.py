@@ -62,35 +62,53 @@ def queued_together(app: Flask, post: Callable[[Any], Any], payloads: list[Any])
     return [future.result() for future in futures]
 
 
-def fail_on(app: Flask, message_id: str) -> Callable[[], None]:
-    """A trigger refusing one message's row, standing in for a bug in its normalization."""
+def fail_on(app: Flask, message_id: str, table: str = "messages", column: str = "id") -> Callable[[], None]:
+    """A trigger refusing one row of `table` (`column` = `message_id`), standing in for a bug in
+    writing it."""
     engine = app.extensions["receiver.db"].engine
     with engine.begin() as connection:
         if engine.dialect.name == "sqlite":
             connection.exec_driver_sql(
-                f"CREATE TRIGGER fail_one BEFORE INSERT ON messages WHEN NEW.id = '{message_id}'"
+                f"CREATE TRIGGER fail_one BEFORE INSERT ON {table} WHEN NEW.{column} = '{message_id}'"
                 " BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
             )
         else:
             connection.exec_driver_sql(
                 "CREATE FUNCTION fail_one() RETURNS trigger AS $$ BEGIN "
-                f"IF NEW.id = '{message_id}' THEN RAISE EXCEPTION 'injected fault'; END IF; "
+                f"IF NEW.{column} = '{message_id}' THEN RAISE EXCEPTION 'injected fault'; END IF; "
                 "RETURN NEW; END $$ LANGUAGE plpgsql"
             )
             connection.exec_driver_sql(
-                "CREATE TRIGGER fail_one BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION fail_one()"
+                f"CREATE TRIGGER fail_one BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION fail_one()"
             )
 
     def drop() -> None:
         with engine.begin() as connection:
             connection.exec_driver_sql(
                 "DROP TRIGGER IF EXISTS fail_one"
-                + ("" if engine.dialect.name == "sqlite" else " ON messages")
+                + ("" if engine.dialect.name == "sqlite" else f" ON {table}")
             )
             if engine.dialect.name != "sqlite":
                 connection.exec_driver_sql("DROP FUNCTION IF EXISTS fail_one()")
 
     return drop
+
+
+def outbox_inserts(app: Flask) -> list[str]:
+    """Every statement writing outbox rows from now on."""
+    seen: list[str] = []
+
+    def look(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO CHANGES"):
+            seen.append(statement)
+
+    sa.event.listen(app.extensions["receiver.db"].engine, "before_cursor_execute", look)
+    return seen
+
+
+def changed_resources(app: Flask) -> list[str]:
+    with app.extensions["receiver.db"].engine.connect() as connection:
+        return sorted(connection.execute(sa.text("SELECT resource FROM changes")).scalars())
 
 
 def test_concurrent_webhooks_share_one_commit(app, hooks):
@@ -216,3 +234,36 @@ def test_a_secret_rotated_elsewhere_takes_effect_within_the_cache_time(short_cac
     assert hooks.post(sms(id="rotate:2")).status_code == 401
     answer = hooks.post(sms(id="rotate:3"), headers={"Authorization": "Bearer a-new-secret-123"})
     assert answer.status_code == 200
+
+
+def test_a_batch_writes_the_outbox_rows_of_all_its_webhooks_in_one_statement(app, hooks):
+    inserts = outbox_inserts(app)
+    payloads = [sms(id=f"group:{n}") for n in range(12)]
+
+    answers = queued_together(app, hooks.post, payloads)
+
+    assert [a.status_code for a in answers] == [200] * 12
+    # The first batches, one a writer's place, each alone, then the rest in one statement.
+    assert len(inserts) == Ingest.of(app).commits.writers + 1
+    assert changed_resources(app) == sorted(f"message:group:{n}" for n in range(12))
+
+
+def test_an_outbox_row_failing_in_a_batch_fails_only_its_own_webhook(app, hooks):
+    """The batch's one outbox statement fails: the batch is written again, each webhook with its
+    own outbox rows in its own savepoint, so that only the webhook they come from is kept raw."""
+    drop = fail_on(app, "message:group:bad", table="changes", column="resource")
+    try:
+        payloads = [sms(id=f"group:{n}") for n in range(5)] + [sms(id="group:bad")]
+        payloads += [sms(id=f"group:{n}") for n in range(5, 10)]
+        answers = queued_together(app, hooks.post, payloads)
+    finally:
+        drop()
+
+    codes = [a.status_code for a in answers]
+    assert codes[5] == 202 and answers[5].get_json()["message"] == "accepted"
+    assert codes[:5] + codes[6:] == [200] * 10
+    assert row_counts(app)["messages"] == 10
+    assert changed_resources(app) == sorted(f"message:group:{n}" for n in range(10))
+    states = [raw.state for raw in raw_events(app)]
+    assert states.count(RawState.processed) == 10
+    assert states.count(RawState.pending) == 1  # the bad one, raw alone, for a replay

@@ -395,3 +395,58 @@ def test_a_day_at_an_end_of_the_calendar_is_refused_in_one_line(pull, runner, co
     result = runner.invoke(args=["reconcile", command, "--date", day])
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--date'" in result.output and result.exception.__class__ is SystemExit
+
+
+def changes_since(api: Any, cursor: str = "0") -> tuple[list[dict[str, Any]], str]:
+    """Every change of the pull feed after `cursor`, and the cursor after them."""
+    found: list[dict[str, Any]] = []
+    while True:
+        page = api("/api/v1/changes", query_string={"cursor": cursor, "limit": 500}).get_json()
+        found += page["data"]
+        if page["next_cursor"] == cursor:
+            return found, cursor
+        cursor = page["next_cursor"]
+
+
+def test_what_reconciling_stores_is_forwarded_as_a_webhook_would_have_been(pull, hooks, runner, api):
+    """A change receiver stores is a change, whether a webhook or a pull brought it."""
+    seed_day(pull, hooks)
+    _, cursor = changes_since(api)
+
+    assert runner.invoke(args=["reconcile", "sms", "--date", DAY]).exit_code == 0
+    changes, cursor = changes_since(api, cursor)
+    # 170 messages never heard and 30 heard only in part; not the 50 heard in full.
+    assert len(changes) == 200 and {c["type"] for c in changes} == {"message.status"}
+    shown = {c["data"]["id"]: c["data"] for c in changes}
+    assert set(shown) == set(IDS[50:])
+    assert shown[IDS[60]] == api(f"/api/v1/messages/{IDS[60]}").get_json()
+    assert [e["origin"] for e in shown[IDS[60]]["events"]] == ["webhook", "pull"]
+    assert (shown[IDS[200]]["source"], shown[IDS[200]]["status"]) == ("@provider", "delivered")
+    assert runner.invoke(args=["reconcile", "sms", "--date", DAY]).exit_code == 0
+    assert changes_since(api, cursor)[0] == []  # nothing new, no change
+
+    pull.calls = [call_row(n, "2026-11-20 16:27:41") for n in range(3)]
+    assert runner.invoke(args=["reconcile", "calls", "--date", DAY]).exit_code == 0
+    changes, cursor = changes_since(api, cursor)
+    assert [c["type"] for c in changes] == ["call"] * 3
+    assert {c["data"]["origin"] for c in changes} == {"pull"}
+    assert changes[0]["data"] == api(f"/api/v1/calls/{changes[0]['data']['id']}").get_json()
+
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+    pull.inbound = [
+        {
+            "id": "7791",
+            "mobile": "918074000000",
+            "number": "919019000000",
+            "first_keyword": "JOIN",
+            "second_keyword": None,
+            "body": "JOIN",
+            "flow_id": None,
+            "created_at": created,
+        }
+    ]
+    day = datetime.now(UTC).date().isoformat()
+    assert runner.invoke(args=["reconcile", "inbound", "--date", day]).exit_code == 0
+    changes, cursor = changes_since(api, cursor)
+    assert [(c["type"], c["data"]["id"]) for c in changes] == [("inbound", "7791")]
+    assert changes[0]["data"] == api("/api/v1/inbound/7791").get_json()

@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -46,7 +47,25 @@ REPO = HERE.parents[1]
 BIN = Path(sys.executable).parent
 SOURCE = "bench"
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-APPS = {"bare": "bare_app:app", "naive": "naive_app:app", "plain": "plain_app:app", "receiver": "wsgi:app"}
+# Seconds between two ANALYZEs of a run's database, when the server's autovacuum is off.
+AUTOANALYZE_SECONDS = 20.0
+APPS = {
+    "bare": "bare_app:app",
+    "naive": "naive_app:app",
+    "plain": "plain_app:app",
+    "plain-gthread": "plain_app:app",
+    "receiver": "wsgi:app",
+    "receiver-no-outbox": "no_outbox_app:app",
+}
+# A reference app under another worker than the Procfile's: the issue's naive app was measured
+# under gthread (2 workers x 4 threads), what receiver ran before gevent and what a user's own
+# Flask app would run; `plain` under the same worker as receiver is measured beside it.
+APP_ENV = {"plain-gthread": {"WEB_WORKER_CLASS": "gthread"}}
+
+
+def base_app(app: str) -> str:
+    """The app a variant is of: `plain-gthread` is `plain`, `receiver-no-outbox` is `receiver`."""
+    return app.split("-", 1)[0]
 
 
 def log(message: str) -> None:
@@ -106,9 +125,9 @@ def machine() -> dict[str, Any]:
             for setting in ("shared_buffers", "autovacuum"):
                 info[f"postgresql_{setting}"] = conn.execute(f"SHOW {setting}").fetchone()[0]  # type: ignore[index]
         if info["postgresql_autovacuum"] != "on":
-            # The tables of a run start empty; never analyzed, the planner may check a status
-            # event's foreign key by a full scan of a messages index, slower with every message.
-            log("warning: PostgreSQL runs with autovacuum off: figures will not be a default server's")
+            # The tables of a run start empty; never analyzed, the planner keeps plans made for
+            # empty tables (`autoanalyze` below).
+            log("PostgreSQL runs with autovacuum off: each run's database is analyzed every 20 s instead")
     except psycopg.Error as exc:
         info["postgresql"] = f"unreachable: {exc}"
     return info
@@ -128,11 +147,32 @@ def database(kind: str, name: str, workdir: Path):
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{dbname}"')
+    stop = threading.Event()
+    analyzer = threading.Thread(target=autoanalyze, args=(dbname, stop), daemon=True)
+    analyzer.start()
     try:
         yield PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + dbname
     finally:
+        stop.set()
+        analyzer.join()
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def autoanalyze(dbname: str, stop: threading.Event, every: float = AUTOANALYZE_SECONDS) -> None:
+    """ANALYZE the run's database every so often, as autovacuum's autoanalyze would on a default
+    server (this machine's runs with autovacuum off). Never analyzed, the growing tables get plans
+    made for empty ones: the batch's outbox statement, `... WHERE id IN (...)`, went from 1 ms to
+    48 ms at 150,000 messages, scanning a whole index of `messages` instead of probing its key."""
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + dbname
+    while not stop.wait(every):
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+                if conn.execute("SHOW autovacuum").fetchone() == ("on",):
+                    return  # the server does it
+                conn.execute("ANALYZE")
+        except psycopg.Error as exc:
+            log(f"autoanalyze of {dbname}: {exc}")
 
 
 def dbname_of(url: str) -> str | None:
@@ -141,15 +181,15 @@ def dbname_of(url: str) -> str | None:
 
 def prepare(app: str, url: str, env: dict[str, str], secret: str) -> None:
     """Make the app's schema: receiver by its own commands, the naive app its one table."""
-    if app == "receiver":
+    if base_app(app) == "receiver":
         run = {"cwd": REPO, "env": {**env, "DATABASE_URL": url}, "check": True, "capture_output": True}
         subprocess.run([str(BIN / "receiver"), "db", "upgrade"], **run)  # type: ignore[call-overload]
         subprocess.run(  # type: ignore[call-overload]
             [str(BIN / "receiver"), "sources", "add", SOURCE, "--secret", secret], **run
         )
-    elif app in ("naive", "plain"):
+    elif base_app(app) in ("naive", "plain"):
         subprocess.run(
-            [sys.executable, str(HERE / f"{app}_app.py")],
+            [sys.executable, str(HERE / f"{base_app(app)}_app.py")],
             cwd=REPO,
             env={**env, "DATABASE_URL": url},
             check=True,
@@ -191,6 +231,7 @@ def server(app: str, url: str, env: dict[str, str], workdir: Path, port: int):
         "BIND": f"127.0.0.1:{port}",
         "PORT": str(port),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        **APP_ENV.get(app, {}),
     }
     logfile = open(workdir / f"gunicorn-{app}-{port}.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
@@ -429,11 +470,11 @@ def bench_app(
             rate = args.paced_rate if paced else 0
             main = wrk(port, runs / "main", tag=f"{kind}-{name}", duration=args.duration, rate=rate, **load)  # type: ignore[arg-type]
         answers = main["answers"] + warm["answers"]
-        if app == "receiver":
+        if base_app(app) == "receiver":
             # Each of the two wrk runs may end with one request a connection on the wire.
             check = checks.check_receiver(url, answers, 2 * args.connections)
-        elif app in ("naive", "plain"):
-            check = checks.check_naive(url, answers, 2 * args.connections, table=f"{app}_hooks")
+        elif base_app(app) in ("naive", "plain"):
+            check = checks.check_naive(url, answers, 2 * args.connections, table=f"{base_app(app)}_hooks")
         else:
             check = {"ok": True, "note": "stores nothing"}
     result = summarise(main)
@@ -498,6 +539,11 @@ def median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
+def cpu_per_request(run: dict[str, Any]) -> float:
+    """The server's CPU a request: the app's processes and, on PostgreSQL, the database's."""
+    return float(sum(run["cpu"].get(k, 0) for k in ("app_ms_per_request", "db_ms_per_request")))
+
+
 def combine(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """Per app: medians over the rounds; ratios are taken within each round, then their median."""
     summary: dict[str, dict[str, Any]] = {}
@@ -506,17 +552,12 @@ def combine(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]
         item: dict[str, Any] = {
             key: round(median([run[key] for run in runs]), 2) for key in ("rps", "p50_ms", "p99_ms", "max_ms")
         }
-        item["cpu_ms_per_request"] = round(
-            median(
-                [
-                    sum(run["cpu"].get(k, 0) for k in ("app_ms_per_request", "db_ms_per_request"))
-                    for run in runs
-                ]
-            ),
-            3,
-        )
+        item["cpu_ms_per_request"] = round(median([cpu_per_request(run) for run in runs]), 3)
         if app != "receiver" and all("receiver" in r for r in rounds):
             item["receiver_ratio"] = round(median([r["receiver"]["rps"] / r[app]["rps"] for r in rounds]), 3)
+            item["receiver_cpu_ratio"] = round(
+                median([cpu_per_request(r["receiver"]) / cpu_per_request(r[app]) for r in rounds]), 3
+            )
         item["ok"] = all(run["check"]["ok"] for run in runs)
         item["lost"] = sum(run["check"].get("lost", 0) for run in runs)
         item["stored_twice"] = sum(run["check"].get("stored_twice", 0) for run in runs)
@@ -538,14 +579,15 @@ def markdown(results: dict[str, Any]) -> str:
         f" autovacuum {m.get('postgresql_autovacuum')}); {m['wrk']}.",
         f"Settings: {results['settings']}.",
         "",
-        "| database | app | req/s | p50 ms | p99 ms | server CPU ms/req | receiver/app | DB check |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| database | app | req/s | p50 ms | p99 ms | server CPU ms/req | receiver/app req/s"
+        " | receiver/app CPU | DB check |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for kind, closed in results["closed"].items():
         for app, r in closed.get("summary", {}).items():
             if app == "bare":
                 verdict = "stores nothing"
-            elif app in ("naive", "plain"):
+            elif base_app(app) in ("naive", "plain"):
                 verdict = f"{'ok' if r['ok'] else 'FAILED'}: lost {r['lost']}"
                 verdict += f", resent reports kept twice {r['resent_kept_twice']}"
             else:
@@ -553,7 +595,8 @@ def markdown(results: dict[str, Any]) -> str:
                 verdict += f", stored twice {r['stored_twice']}"
             lines.append(
                 f"| {kind} | {app} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |"
-                f" {r['cpu_ms_per_request']:.2f} | {r.get('receiver_ratio', 1.0):.2f} | {verdict} |"
+                f" {r['cpu_ms_per_request']:.2f} | {r.get('receiver_ratio', 1.0):.2f} |"
+                f" {r.get('receiver_cpu_ratio', 1.0):.3f} | {verdict} |"
             )
     if results.get("paced"):
         lines += [
@@ -675,7 +718,8 @@ def main() -> None:
                 )
                 results["closed"][kind]["summary"] = combine(rounds)
                 save(results, workdir)
-            failed += [f"{kind}/{app}" for app, r in combine(rounds).items() if not r["ok"]]
+            if rounds:  # --rounds 0: the burst alone
+                failed += [f"{kind}/{app}" for app, r in combine(rounds).items() if not r["ok"]]
             if args.paced_rate and "receiver" in apps:
                 results["paced"][kind] = paced = bench_app("receiver", kind, args, env, workdir, paced=True)
                 failed += [] if paced["check"]["ok"] else [f"{kind}/paced"]

@@ -57,14 +57,12 @@ def changes_of(events: Sequence[Any], results: Sequence[tuple[Any, bool]]) -> li
 def record_changes(connection: sa.Connection, stored: Iterable[StoredChange]) -> None:
     """Write the outbox rows of changes made in the connection's open transaction (no commit):
     one INSERT ... SELECT a change type, the database taking each resource's snapshot."""
-    ids_by_type: dict[str, list[Any]] = {}
-    for change in stored:
-        ids_by_type.setdefault(change.type, [])
-        if change.id not in ids_by_type[change.type]:  # one change a resource a transaction
-            ids_by_type[change.type].append(change.id)
+    ids_by_type: dict[str, dict[Any, None]] = {}
+    for change in stored:  # one change a resource a transaction, in the order first named
+        ids_by_type.setdefault(change.type, {})[change.id] = None
     now = utcnow()
     for change_type, ids in ids_by_type.items():
-        snapshots.insert_changes(connection, change_type, ids, now)
+        snapshots.insert_changes(connection, change_type, list(ids), now)
 
 
 def sequence(session: orm.Session, batch: int = 5000) -> int:

@@ -7,6 +7,11 @@ only then wakes the batch's jobs with their results. Under gevent many webhooks 
 one COMMIT (SQLite's fsync, PostgreSQL's WAL flush) serves ten or more; under threads, fewer;
 alone, a batch is one job, as a transaction of its own would be.
 
+A batch may end with one more write for all its jobs (`finish`: webhook ingest's outbox rows, one
+statement a batch rather than one a job), after the last savepoint and before the COMMIT. Should
+it fail but for the database failing, the batch is written again with `finish` run for each job
+inside the job's own savepoint, so that again one failing job touches no other.
+
 Nothing is answered before the COMMIT: should it fail, or the process die before it, every job
 of the batch fails (503, or no answer at all) and nothing of them is stored. A lost connection,
 a deadlock or a serialization failure runs the whole batch again (every write is idempotent);
@@ -68,9 +73,15 @@ class GroupCommit:
     """The write transactions of one process, committed in groups, at most `writers` at once."""
 
     def __init__(
-        self, engine: sa.Engine, wait_timeout: float, writers: int = 1, max_batch: int = MAX_BATCH
+        self,
+        engine: sa.Engine,
+        wait_timeout: float,
+        writers: int = 1,
+        max_batch: int = MAX_BATCH,
+        finish: Callable[[sa.Connection, list[Any]], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.finish = finish
         self.wait_timeout = wait_timeout
         self.sqlite = engine.dialect.name == "sqlite"
         # SQLite has one writer at a time anyway.
@@ -135,10 +146,17 @@ class GroupCommit:
                     self._leaders -= 1
 
     def _write(self, batch: list[_Job[Any]]) -> None:
-        for attempt in range(1, _ATTEMPTS + 1):
+        together = True  # `finish` once for the batch; should it fail, once a job
+        attempt = 0
+        while attempt < _ATTEMPTS:
+            attempt += 1
             try:
-                self._transaction(batch)
+                self._transaction(batch, together)
                 return
+            except _FinishFailed as failed:  # raised only `together`
+                log.error("ending a batch failed (%r); writing each of its jobs alone", failed.cause)
+                together, attempt = False, attempt - 1
+                continue
             except sa.exc.OperationalError as exc:
                 reason = (
                     "connection lost" if exc.connection_invalidated else getattr(exc.orig, "sqlstate", None)
@@ -153,36 +171,38 @@ class GroupCommit:
                 job.result, job.error = None, error
             return
 
-    def _transaction(self, batch: list[_Job[Any]]) -> None:
+    def _transaction(self, batch: list[_Job[Any]], together: bool) -> None:
         if self.sqlite:
             with self._turns.held(), self.engine.connect() as connection:
-                self._sqlite_transaction(connection, batch)
+                self._sqlite_transaction(connection, batch, together)
             return
         opened: list[sa.Connection] = []
         with within_deadline(self.wait_timeout, lambda: invalidate(opened)):
             with self.engine.connect() as connection:
                 opened.append(connection)
                 with connection.begin():
-                    self._run_all(connection, batch)
+                    self._run_all(connection, batch, together)
 
-    def _sqlite_transaction(self, connection: sa.Connection, batch: list[_Job[Any]]) -> None:
+    def _sqlite_transaction(self, connection: sa.Connection, batch: list[_Job[Any]], together: bool) -> None:
         transaction = connection.begin()  # the driver's BEGIN is ours, IMMEDIATE: the writer lock
         try:
             raw = connection.connection.dbapi_connection
             assert raw is not None
             _begin_immediate(raw)
-            self._run_all(connection, batch)
+            self._run_all(connection, batch, together)
             _blocking(transaction.commit)
         except BaseException:
             transaction.rollback()
             raise
 
-    @staticmethod
-    def _run_all(connection: sa.Connection, batch: list[_Job[Any]]) -> None:
+    def _run_all(self, connection: sa.Connection, batch: list[_Job[Any]], together: bool) -> None:
+        """Each job in a savepoint; then `finish` for all (`together`), or within each savepoint."""
+        finish = self.finish
+        one_by_one = finish if finish is not None and not together else None
         for job in batch:
             job.result, job.error = None, None
             try:
-                job.result = _in_savepoint(connection, job.work)
+                job.result = _in_savepoint(connection, job.work, one_by_one)
                 continue
             except sa.exc.OperationalError:
                 raise  # the transaction may be gone: the whole batch fails or runs again
@@ -192,22 +212,44 @@ class GroupCommit:
                     continue
                 log.exception("a write failed; its fallback runs instead")
             try:
-                job.result = _in_savepoint(connection, job.fallback)
+                job.result = _in_savepoint(connection, job.fallback, one_by_one)
             except sa.exc.OperationalError:
                 raise
             except Exception as exc:
                 job.error = exc
+        if finish is not None and together:
+            try:
+                finish(connection, [job.result for job in batch if job.error is None])
+            except sa.exc.OperationalError:
+                raise
+            except Exception as exc:  # the transaction is rolled back, then written job by job
+                raise _FinishFailed(exc) from exc
 
 
-def _in_savepoint(connection: sa.Connection, work: Callable[[sa.Connection], T]) -> T:
-    """`work` after a SAVEPOINT, rolled back to it should `work` raise.
+class _FinishFailed(Exception):
+    """A batch's `finish` failed (not the database): its transaction is to be written again."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(repr(cause))
+        self.cause = cause
+
+
+def _in_savepoint(
+    connection: sa.Connection,
+    work: Callable[[sa.Connection], T],
+    finish: Callable[[sa.Connection, list[Any]], None] | None = None,
+) -> T:
+    """`work` (then `finish` of its result) after a SAVEPOINT, rolled back to it should either raise.
 
     Never released: the COMMIT ends them all, and a RELEASE a job would be one more round trip
     on PostgreSQL. Each takes the same name; ROLLBACK TO goes to the latest of that name.
     """
     connection.exec_driver_sql("SAVEPOINT job")
     try:
-        return work(connection)
+        result = work(connection)
+        if finish is not None:
+            finish(connection, [result])
+        return result
     except sa.exc.OperationalError:
         raise
     except Exception:

@@ -89,7 +89,10 @@ class Ingest:
         self.sources = SourceCache(config["SOURCE_CACHE_SECONDS"])
         self.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         # PostgreSQL takes several transactions at once: as many batches as the pool has connections.
-        self.commits = GroupCommit(engine, self.wait_timeout, writers=config["DB_POOL_SIZE"])
+        # The outbox rows of a batch's requests go in together, before its COMMIT.
+        self.commits = GroupCommit(
+            engine, self.wait_timeout, writers=config["DB_POOL_SIZE"], finish=store.record_changes
+        )
 
     @classmethod
     def of(cls, app: Flask) -> Ingest:
@@ -253,9 +256,11 @@ def reprocess(session: sa.orm.Session, raw_id: int, settings: Settings) -> Outco
                 return Outcome(422, "validation failed", raw.id, errors=exc.errors)
             raw.kinds = [e.kind for e in events]
             session.flush()
-            return store.normalize_raw(
+            outcome = store.normalize_raw(
                 session.connection(), raw.id, raw.source, events, raw.received_at, settings
             )
+            store.record_changes(session.connection(), [outcome])
+            return outcome
     except (LookupError, sa.exc.OperationalError):
         raise
     except Exception:

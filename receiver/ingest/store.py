@@ -7,14 +7,16 @@ marked for replay: a bug never loses a request. Idempotency comes from unique co
 CONFLICT DO NOTHING), never from a read before a write, so a provider retry and two identical
 requests at the same instant both end in one row.
 
-`write` is the one place for further rows that must be committed with the request (an outbox
-row, counters): add them there.
+`write` is the one place for further rows that must be committed with the request (counters):
+add them there. The request's changes for forwarding come back in its `Outcome`, and
+`record_changes` writes those of every request of a transaction in one go, before its COMMIT.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -63,6 +65,8 @@ class Outcome:
     new_recordings: list[int] = field(default_factory=list)
     kinds: list[str | None] = field(default_factory=list)
     statuses: list[tuple[str, str]] = field(default_factory=list)  # (channel, status) of new reports
+    # What changed, for forwarding's outbox: written by `record_changes` in the same transaction.
+    changes: list[forwarding.StoredChange] = field(default_factory=list)
 
     @property
     def outcome(self) -> str:
@@ -171,8 +175,7 @@ def normalize_raw(
     for ref, is_new in results:
         outcome.events.append(ref)
         new += is_new
-    # The one hand-over to forwarding: what changed goes to the outbox in this same transaction.
-    forwarding.record_changes(connection, forwarding.changes_of(understood, results))
+    outcome.changes = forwarding.changes_of(understood, results)
     outcome.new_recordings = writer.new_recordings
     outcome.statuses = writer.status_reports
     if len(understood) < len(events):
@@ -186,6 +189,16 @@ def normalize_raw(
     if state != stored:
         mark(connection, raw_id, state, _unknown_kind_errors(events))
     return outcome
+
+
+def record_changes(connection: sa.Connection, results: Iterable[Any]) -> None:
+    """The one hand-over to forwarding: the changes of requests written in the connection's open
+    transaction go to the outbox, in it, so that they commit (or not) with them. `results` may
+    hold what other writes of the transaction returned (not an `Outcome`): those are passed over.
+    """
+    changes = [change for result in results if isinstance(result, Outcome) for change in result.changes]
+    if changes:
+        forwarding.record_changes(connection, changes)
 
 
 def _expected_state(events: list[payloads.Event] | None) -> RawState:

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from .. import forwarding
 from ..db import insert_new, utcnow
 from ..models import PULL_SOURCE, Call, Origin, Recording, RecordingState
 from ..numbers import canonical as canonical_number
@@ -78,6 +79,7 @@ def store(session: orm.Session, rows: list[PulledCall], window: float, ttl: int)
     with_recording = _with_recording(session, [call_id for call_id, *_ in known])
     taken: set[int] = set()
     new_recordings: list[int] = []
+    new_calls: list[forwarding.StoredChange] = []
     for pulled in sorted(rows, key=lambda r: r.key):
         call_id = _match(pulled, known, taken, window)
         if call_id is None:
@@ -98,6 +100,7 @@ def store(session: orm.Session, rows: list[PulledCall], window: float, ttl: int)
                 counts.unchanged += 1
                 continue
             counts.new_rows += 1
+            new_calls.append(forwarding.StoredChange("call", call_id))
         elif call_id in with_recording or not pulled.audio:
             counts.unchanged += 1
             continue
@@ -121,6 +124,7 @@ def store(session: orm.Session, rows: list[PulledCall], window: float, ttl: int)
             if recording_id is not None:
                 new_recordings.append(recording_id)
                 counts.recordings += 1
+    forwarding.record_changes(session.connection(), new_calls)  # as a webhook's new calls
     return counts, new_recordings
 
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from .. import forwarding
 from ..db import insert_for, utcnow
 from ..models import PULL_SOURCE, InboundMessage, Origin
 from ..numbers import canonical as canonical_number
@@ -69,7 +70,11 @@ def store(session: orm.Session, rows: list[dict[str, Any] | None]) -> Counts:
         statement = (
             insert_for(session, table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
         )
-        created = len(list(session.execute(statement, fresh)))
+        new_ids = list(session.execute(statement, fresh).scalars())
+        created = len(new_ids)
+        # As a webhook's new inbound messages: changes to forward.
+        changes = [forwarding.StoredChange("inbound", i) for i in new_ids]
+        forwarding.record_changes(session.connection(), changes)
     counts.new_rows = created
     counts.unchanged = len(pulled) - created
     return counts

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from .. import forwarding
 from ..db import insert_for, utcnow
 from ..ingest.statuses import canonical, supersedes
 from ..models import PULL_SOURCE, Message, MessageEvent, Origin, Status
@@ -226,6 +227,9 @@ def store(session: orm.Session, pulled: Iterable[PulledMessage | None]) -> Count
         counts.new_statuses += len(new)
     if known:
         _fold_into_known(session, {i: by_id[i] for i in known}, known, now)
+    # As a webhook's would: each message with a status new to it is a change to forward.
+    changes = [forwarding.StoredChange("message.status", i) for i in ids if i in created or i in known]
+    forwarding.record_changes(session.connection(), changes)
     return counts
 
 
