@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from ..db import UTCDateTime
 from .models import changes_table
@@ -104,31 +105,40 @@ def insert_statement(dialect: str, change_type: str, many: bool) -> Any:
         extra += _nested(name, flat, nest, shape.key, dialect)
     data = _object(reader.flat.columns, dialect, extra)
     resource = _constant(shape.prefix + ":") + sa.cast(shape.key, sa.String)
-    chosen = sa.select(
-        _constant(change_type), resource, sa.bindparam("now", type_=UTCDateTime()), data
-    ).where(shape.key.in_(sa.bindparam("ids", expanding=True)) if many else shape.key == sa.bindparam("id"))
+    if not many:
+        where = shape.key == sa.bindparam("id")
+    elif dialect == "postgresql":  # one text whatever the count: prepared once by the server
+        where = shape.key == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(shape.key.type)))
+    else:
+        where = shape.key.in_(sa.bindparam("ids", expanding=True))
+    now = sa.bindparam("now", type_=UTCDateTime())
+    chosen = sa.select(_constant(change_type), resource, now, data).where(where)
     return sa.insert(changes_table).from_select(["type", "resource", "created_at", "data"], chosen)
 
 
 @functools.cache
-def _compiled_one(dialect: sa.Dialect, change_type: str) -> Any:
-    return insert_statement(dialect.name, change_type, False).compile(dialect=dialect)
+def _compiled(dialect: sa.Dialect, change_type: str, many: bool) -> Any:
+    return insert_statement(dialect.name, change_type, many).compile(dialect=dialect)
 
 
 def insert_changes(connection: sa.Connection, change_type: str, ids: list[Any], now: datetime) -> None:
     """Write the changes of `ids` (resources of one type) with their snapshots.
 
-    One resource, the case of nearly every webhook, runs the statement compiled once, as text:
-    SQLAlchemy would otherwise walk its ~80 elements for a cache key on every execution.
+    The statement is compiled once and sent as text (SQLAlchemy would otherwise walk its ~80
+    elements for a cache key on every execution): on PostgreSQL one text for any number of ids
+    (`= ANY(array)`), so that the server prepares and plans it once a connection; on SQLite one
+    for a single resource, the case of nearly every transaction there, and an IN list else.
     """
     dialect = connection.dialect
-    if len(ids) > 1:
+    many = dialect.name == "postgresql"
+    if len(ids) > 1 and not many:
         connection.execute(insert_statement(dialect.name, change_type, True), {"ids": ids, "now": now})
         return
-    compiled = _compiled_one(dialect, change_type)
+    compiled = _compiled(dialect, change_type, many)
     # What UTCDateTime would bind: SQLite keeps naive UTC text, PostgreSQL an aware time.
     at = now.astimezone(UTC)
-    values = {"id": ids[0], "now": at.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect.name == "sqlite" else at}
+    values: dict[str, Any] = {"now": at.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect.name == "sqlite" else at}
+    values.update({"ids": list(ids)} if many else {"id": ids[0]})
     params = tuple(values[name] for name in compiled.positiontup) if compiled.positional else values
     connection.exec_driver_sql(compiled.string, params)
 
