@@ -18,7 +18,6 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from ..db import UTCDateTime
 from .models import changes_table
@@ -94,51 +93,37 @@ def _nested(name: str, flat: Any, nest: Any, parent_key: Any, dialect: str) -> l
     return [_constant(name), subquery]
 
 
-@functools.cache
-def insert_statement(dialect: str, change_type: str, many: bool) -> Any:
-    """The INSERT ... SELECT of one type's changes at `now`, by `ids` (`many`) or by `id` (one
-    resource, the common case: a plain parameter spares rendering an IN list each time); built once."""
+@functools.lru_cache(maxsize=256)
+def insert_statement(dialect: sa.Dialect, change_type: str, count: int) -> Any:
+    """The INSERT ... SELECT of `count` resources of one type at `now` (parameters `now`, `id0`,
+    `id1`, ...), compiled once a dialect, type and count: SQLAlchemy would otherwise walk its ~80
+    elements for a cache key on every execution, and the one text a count lets each server
+    connection prepare and plan it once (an `= ANY(array)` form would be one text for every
+    count, but PostgreSQL plans it anew at each execution)."""
     shape = shapes()[change_type]
     reader = shape.reader
     extra: list[Any] = []
     for name, flat, nest in reader.nested:
-        extra += _nested(name, flat, nest, shape.key, dialect)
-    data = _object(reader.flat.columns, dialect, extra)
+        extra += _nested(name, flat, nest, shape.key, dialect.name)
+    data = _object(reader.flat.columns, dialect.name, extra)
     resource = _constant(shape.prefix + ":") + sa.cast(shape.key, sa.String)
-    if not many:
-        where = shape.key == sa.bindparam("id")
-    elif dialect == "postgresql":  # one text whatever the count: prepared once by the server
-        where = shape.key == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(shape.key.type)))
-    else:
-        where = shape.key.in_(sa.bindparam("ids", expanding=True))
     now = sa.bindparam("now", type_=UTCDateTime())
+    ids = [sa.bindparam(f"id{n}", type_=shape.key.type) for n in range(count)]
+    where = shape.key == ids[0] if count == 1 else shape.key.in_(ids)
     chosen = sa.select(_constant(change_type), resource, now, data).where(where)
-    return sa.insert(changes_table).from_select(["type", "resource", "created_at", "data"], chosen)
-
-
-@functools.cache
-def _compiled(dialect: sa.Dialect, change_type: str, many: bool) -> Any:
-    return insert_statement(dialect.name, change_type, many).compile(dialect=dialect)
+    statement = sa.insert(changes_table).from_select(["type", "resource", "created_at", "data"], chosen)
+    return statement.compile(dialect=dialect)
 
 
 def insert_changes(connection: sa.Connection, change_type: str, ids: list[Any], now: datetime) -> None:
-    """Write the changes of `ids` (resources of one type) with their snapshots.
-
-    The statement is compiled once and sent as text (SQLAlchemy would otherwise walk its ~80
-    elements for a cache key on every execution): on PostgreSQL one text for any number of ids
-    (`= ANY(array)`), so that the server prepares and plans it once a connection; on SQLite one
-    for a single resource, the case of nearly every transaction there, and an IN list else.
-    """
+    """Write the changes of `ids` (resources of one type, each once) with their snapshots, in one
+    statement."""
     dialect = connection.dialect
-    many = dialect.name == "postgresql"
-    if len(ids) > 1 and not many:
-        connection.execute(insert_statement(dialect.name, change_type, True), {"ids": ids, "now": now})
-        return
-    compiled = _compiled(dialect, change_type, many)
+    compiled = insert_statement(dialect, change_type, len(ids))
     # What UTCDateTime would bind: SQLite keeps naive UTC text, PostgreSQL an aware time.
     at = now.astimezone(UTC)
     values: dict[str, Any] = {"now": at.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect.name == "sqlite" else at}
-    values.update({"ids": list(ids)} if many else {"id": ids[0]})
+    values.update((f"id{n}", value) for n, value in enumerate(ids))
     params = tuple(values[name] for name in compiled.positiontup) if compiled.positional else values
     connection.exec_driver_sql(compiled.string, params)
 
