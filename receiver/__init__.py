@@ -42,6 +42,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     console.init_app(app)
     errors.register_error_handlers(app)
     cli.init_app(app)
+    if app.config["TRUSTED_PROXIES"]:
+        # The client's address and scheme as the proxies in front say, believing that many of
+        # them (the rightmost hops of X-Forwarded-For and X-Forwarded-Proto); by default no one,
+        # so a client cannot make up its own address (the console's per-address sign-in limit).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     return app
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .numbers import DEFAULT_COUNTRY_CODE, parse_country_code
@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     CONSOLE_SESSION_HOURS: float = 12.0
     CONSOLE_SIGNIN_RATE: str = "30 per minute"
     SESSION_COOKIE_SECURE: bool = False
+    TRUSTED_PROXIES: int = Field(default=0, ge=0, le=10)
     METRICS_TOKEN: str | None = None
     WORKER_CONCURRENCY: int = 16
     RECORDING_EXPIRY_MARGIN: float = 300.0

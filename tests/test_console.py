@@ -16,6 +16,7 @@ from receiver.models import RateCounter, RawEvent, ReconcileRun, Role, Status
 from tests.console_story import (
     AS_SAID,
     NUMBER,
+    PASSWORD,
     SMS_ID,
     Mp3Stub,
     csrf_of,
@@ -347,3 +348,41 @@ def test_the_dashboard_refuses_a_period_at_the_end_of_the_calendar(viewer, perio
     response = viewer.get(f"/console/dashboard?{period}")
     assert response.status_code == 400
     assert "must be" in text(response)
+
+
+@pytest.fixture(params=[0, 1], ids=["no proxy trusted", "one proxy trusted"])
+def proxies(request, settings) -> int:
+    settings["TRUSTED_PROXIES"] = request.param
+    return int(request.param)
+
+
+def test_a_client_address_from_a_proxy_is_believed_only_when_proxies_are_trusted(proxies, app):
+    """Behind one proxy (TRUSTED_PROXIES=1) each client has its own sign-in limit and a webhook's
+    address is its sender's; without the setting X-Forwarded-For is the client's own word:
+    changing it escapes nothing, and it is not stored as the address."""
+    from receiver.sources import add_source
+
+    user(app, "vera", Role.viewer)
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+
+    def through_proxy(name: str, password: str, client: str) -> Any:
+        headers = {"X-Forwarded-For": client}
+        return sign_in(app.test_client(), name, password, headers=headers, environ_base=proxy)
+
+    for attempt in range(30):
+        assert through_proxy(f"guess{attempt}", "wrong password!", "203.0.113.7").status_code == 401
+    assert through_proxy("vera", PASSWORD, "203.0.113.7").status_code == 429
+    assert through_proxy("vera", PASSWORD, "203.0.113.8").status_code == (302 if proxies else 429)
+
+    with app.extensions["receiver.db"].new_session() as session:
+        secret = add_source(session, "behind", secret="behind-secret-0123456789").secret
+    answer = app.test_client().post(
+        "/hooks/behind",
+        json=SMS_DLR,
+        headers={"Authorization": f"Bearer {secret}", "X-Forwarded-For": "203.0.113.9"},
+        environ_base=proxy,
+    )
+    assert answer.status_code == 200
+    with app.extensions["receiver.db"].new_session() as session:
+        stored = session.scalars(sa.select(RawEvent.remote_addr)).one()
+    assert stored == ("203.0.113.9" if proxies else "10.0.0.2")
