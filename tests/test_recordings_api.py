@@ -54,6 +54,30 @@ def test_the_stored_file_is_streamed_with_its_type_and_an_etag(app, hooks, api, 
     assert again.status_code == 304 and again.data == b""
 
 
+@pytest.mark.parametrize(
+    ("range_header", "status", "part"),
+    [
+        ("bytes=10-19", 206, slice(10, 20)),
+        ("bytes=-5", 206, slice(-5, None)),
+        ("bytes=abc", 200, slice(None)),  # not a range: ignored
+        ("bytes=5-1", 200, slice(None)),
+        ("items=0-9", 200, slice(None)),  # a unit other than bytes: ignored
+        ("bytes=0-1,5-6", 200, slice(None)),  # several ranges: the whole file instead
+        ("bytes=99999999-", 416, slice(0)),  # well-formed, beyond the end
+    ],
+)
+def test_a_range_is_honoured_and_a_malformed_one_ignored(app, hooks, api, stub, range_header, status, part):
+    rid = recording_id(app, hooks, voice_record(stub, "ok", "played"))
+    get_jobs(app).downloader().run(rid)
+    body = stub.audio_for("/audio/ok/played.mp3")
+
+    response = api(f"/api/v1/recordings/{rid}/audio", headers={"Range": range_header})
+
+    assert response.status_code == status
+    if status != 416:
+        assert response.data == body[part]
+
+
 def test_missing_or_unstored_recordings_are_404_in_the_error_shape(app, hooks, api, client, stub):
     response = api("/api/v1/recordings/999999/audio")
     assert response.status_code == 404

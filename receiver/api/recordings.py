@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, send_file
+from flask import Response, current_app
 from marshmallow import RAISE
 
 from ..db import get_db, get_session
@@ -13,6 +13,7 @@ from ..errors import Conflict, NotFound
 from ..models import Recording
 from ..recordings import sweep
 from ..recordings.files import MissingFile, NoAudio, stored_file
+from ..recordings.serving import audio_response
 from . import queries, resources
 from .args import RecordingArgsSchema
 from .auth import protected_blueprint
@@ -54,14 +55,7 @@ def get_audio(recording_id: int) -> Response:
         raise NotFound(str(exc)) from None
     except NoAudio as exc:
         raise NotFound(str(exc)) from None
-    response = send_file(
-        path,
-        mimetype=recording.content_type or "application/octet-stream",
-        etag=recording.sha256 or True,
-        conditional=True,
-        max_age=3600,
-    )
-    return response
+    return audio_response(recording, path)
 
 
 @blp.route("/<int:recording_id>/retry", methods=["POST"])

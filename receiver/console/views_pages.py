@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, current_app, flash, redirect, render_template, send_file, url_for
+from flask import abort, current_app, flash, redirect, render_template, url_for
 
 from ..db import get_session
 from ..models import MAX_ID, Role
 from ..recordings import sweep as recordings_sweep
 from ..recordings.files import NoAudio, stored_file
+from ..recordings.serving import audio_response
 from . import lookup
 from .auth import requires
 from .blueprint import bp
@@ -47,13 +48,7 @@ def audio(recording_id: int) -> Any:
         abort(404, description=str(exc))
     finally:
         session.rollback()
-    response = send_file(
-        path,
-        mimetype=recording.content_type or "application/octet-stream",
-        etag=recording.sha256 or True,
-        conditional=True,
-        max_age=3600,
-    )
+    response = audio_response(recording, path)
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
 
