@@ -2,14 +2,17 @@
 
 A webhook hands its writes over as a job and waits. A waiting job that finds a writer's place free
 (one on SQLite, DB_POOL_SIZE on PostgreSQL) leads a batch: it takes every job waiting (at most
-MAX_BATCH), runs each in a savepoint of its own (one failing touches no other), commits once, and
-only then wakes the batch's jobs with their results. Under gevent many webhooks wait at once, so
-one COMMIT (SQLite's fsync, PostgreSQL's WAL flush) serves ten or more; under threads, fewer;
-alone, a batch is one job, as a transaction of its own would be.
+MAX_BATCH), runs them, commits once, and only then wakes the batch's jobs with their results.
+Jobs run one after the other without savepoints, one statement less each; should one fail but
+for the database failing (a bug), the transaction is rolled back and the batch written again
+with a savepoint a job, so that the failing one is rolled back (and its fallback run) alone.
+Under gevent many webhooks wait at once, so one COMMIT (SQLite's fsync, PostgreSQL's WAL flush)
+serves ten or more; under threads, fewer; alone, a batch is one job, as a transaction of its own
+would be.
 
 A batch may end with one more write for all its jobs (`finish`: webhook ingest's outbox rows, one
-statement a batch rather than one a job), after the last savepoint and before the COMMIT. Should
-it fail but for the database failing, the batch is written again with `finish` run for each job
+statement a batch rather than one a job), after the last job and before the COMMIT. Should it
+fail but for the database failing, the batch is written again with `finish` run for each job
 inside the job's own savepoint, so that again one failing job touches no other.
 
 Nothing is answered before the COMMIT: should it fail, or the process die before it, every job
@@ -26,6 +29,7 @@ batch, not the event loop. On PostgreSQL, the database's own deadline bounds eve
 
 from __future__ import annotations
 
+import enum
 import fcntl
 import logging
 import os
@@ -101,11 +105,13 @@ class GroupCommit:
     def run(
         self, work: Callable[[sa.Connection], T], fallback: Callable[[sa.Connection], T] | None = None
     ) -> T:
-        """Run `work` in a savepoint of a batch's transaction; return its result once committed.
+        """Run `work` in a batch's transaction; return its result once committed.
 
         Should `work` raise (but for the database failing: then the whole batch fails or runs
-        again), its savepoint is rolled back and `fallback`, if given, runs in a new one. Either
-        may run more than once (when the batch is tried again): their writes must be idempotent.
+        again), what it wrote is rolled back, and `fallback`, if given, runs instead; the other
+        jobs of the batch are kept. Either may run more than once (when the batch is written
+        again): their writes must be idempotent, and they must have no effect outside the
+        transaction but on the result they return.
         """
         job: _Job[T] = _Job(work, fallback)
         with self._lock:
@@ -146,16 +152,17 @@ class GroupCommit:
                     self._leaders -= 1
 
     def _write(self, batch: list[_Job[Any]]) -> None:
-        together = True  # `finish` once for the batch; should it fail, once a job
+        mode = _Mode.BARE
         attempt = 0
         while attempt < _ATTEMPTS:
             attempt += 1
             try:
-                self._transaction(batch, together)
+                self._transaction(batch, mode)
                 return
-            except _FinishFailed as failed:  # raised only `together`
-                log.error("ending a batch failed (%r); writing each of its jobs alone", failed.cause)
-                together, attempt = False, attempt - 1
+            except _Again as again:  # a job or `finish` failed (not the database): isolate them
+                if again.mode is _Mode.ALONE:
+                    log.error("ending a batch failed (%r); writing each of its jobs alone", again.cause)
+                mode, attempt = again.mode, attempt - 1
                 continue
             except sa.exc.OperationalError as exc:
                 reason = (
@@ -171,34 +178,60 @@ class GroupCommit:
                 job.result, job.error = None, error
             return
 
-    def _transaction(self, batch: list[_Job[Any]], together: bool) -> None:
+    def _transaction(self, batch: list[_Job[Any]], mode: _Mode) -> None:
         if self.sqlite:
             with self._turns.held(), self.engine.connect() as connection:
-                self._sqlite_transaction(connection, batch, together)
+                self._sqlite_transaction(connection, batch, mode)
             return
         opened: list[sa.Connection] = []
         with within_deadline(self.wait_timeout, lambda: invalidate(opened)):
             with self.engine.connect() as connection:
                 opened.append(connection)
                 with connection.begin():
-                    self._run_all(connection, batch, together)
+                    self._run_all(connection, batch, mode)
 
-    def _sqlite_transaction(self, connection: sa.Connection, batch: list[_Job[Any]], together: bool) -> None:
+    def _sqlite_transaction(self, connection: sa.Connection, batch: list[_Job[Any]], mode: _Mode) -> None:
         transaction = connection.begin()  # the driver's BEGIN is ours, IMMEDIATE: the writer lock
         try:
             raw = connection.connection.dbapi_connection
             assert raw is not None
             _begin_immediate(raw)
-            self._run_all(connection, batch, together)
+            self._run_all(connection, batch, mode)
             _blocking(transaction.commit)
         except BaseException:
             transaction.rollback()
             raise
 
-    def _run_all(self, connection: sa.Connection, batch: list[_Job[Any]], together: bool) -> None:
-        """Each job in a savepoint; then `finish` for all (`together`), or within each savepoint."""
+    def _run_all(self, connection: sa.Connection, batch: list[_Job[Any]], mode: _Mode) -> None:
+        """The batch's jobs and `finish`, as `mode` says."""
         finish = self.finish
-        one_by_one = finish if finish is not None and not together else None
+        if mode is _Mode.BARE:
+            for job in batch:
+                job.result, job.error = None, None
+                try:
+                    job.result = job.work(connection)
+                except sa.exc.OperationalError:
+                    raise
+                except Exception as exc:  # the transaction is rolled back, then written isolated
+                    raise _Again(_Mode.ISOLATED, exc) from exc
+        else:
+            self._isolated(connection, batch, finish if mode is _Mode.ALONE else None)
+        if finish is not None and mode is not _Mode.ALONE:
+            try:
+                finish(connection, [job.result for job in batch if job.error is None])
+            except sa.exc.OperationalError:
+                raise
+            except Exception as exc:  # the transaction is rolled back, then written job by job
+                raise _Again(_Mode.ALONE, exc) from exc
+
+    @staticmethod
+    def _isolated(
+        connection: sa.Connection,
+        batch: list[_Job[Any]],
+        one_by_one: Callable[[sa.Connection, list[Any]], None] | None,
+    ) -> None:
+        """Each job in a savepoint of its own (with `one_by_one` of its result, if given): a job
+        that fails is rolled back alone, and its fallback runs in a savepoint instead."""
         for job in batch:
             job.result, job.error = None, None
             try:
@@ -217,20 +250,22 @@ class GroupCommit:
                 raise
             except Exception as exc:
                 job.error = exc
-        if finish is not None and together:
-            try:
-                finish(connection, [job.result for job in batch if job.error is None])
-            except sa.exc.OperationalError:
-                raise
-            except Exception as exc:  # the transaction is rolled back, then written job by job
-                raise _FinishFailed(exc) from exc
 
 
-class _FinishFailed(Exception):
-    """A batch's `finish` failed (not the database): its transaction is to be written again."""
+class _Mode(enum.Enum):
+    """How a batch is written: each try isolates more than the one before."""
 
-    def __init__(self, cause: Exception) -> None:
+    BARE = "no savepoints, `finish` once"
+    ISOLATED = "a savepoint a job, `finish` once"
+    ALONE = "a savepoint a job, `finish` within each"
+
+
+class _Again(Exception):
+    """A job or `finish` failed (not the database): the batch is to be written again in `mode`."""
+
+    def __init__(self, mode: _Mode, cause: Exception) -> None:
         super().__init__(repr(cause))
+        self.mode = mode
         self.cause = cause
 
 
