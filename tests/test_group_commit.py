@@ -138,23 +138,31 @@ def test_a_batch_without_a_failure_spends_no_savepoint(app, hooks):
     assert savepoints == []
 
 
-def test_one_bad_webhook_among_many_fails_alone(app, hooks):
-    savepoints = statements(app, "SAVEPOINT")
-    drop = fail_on(app, "group:bad")
+def ten_and_a_bad_one(app: Flask, hooks: Any, *failing: str) -> list[Any]:
+    """Post ten good reports and a bad one (`group:bad`, refused by `fail_on(app, *failing)`) at
+    once; check the bad one alone was kept raw, for a replay, and the ten stored."""
+    drop = fail_on(app, *failing)
     try:
         payloads = [sms(id=f"group:{n}") for n in range(5)] + [sms(id="group:bad")]
         payloads += [sms(id=f"group:{n}") for n in range(5, 10)]
         answers = queued_together(app, hooks.post, payloads)
     finally:
         drop()
-
     codes = [a.status_code for a in answers]
     assert codes[5] == 202 and answers[5].get_json()["message"] == "accepted"
     assert codes[:5] + codes[6:] == [200] * 10
     assert row_counts(app)["messages"] == 10
     states = [raw.state for raw in raw_events(app)]
     assert states.count(RawState.processed) == 10
-    assert states.count(RawState.pending) == 1  # the bad one, raw alone, for a replay
+    assert states.count(RawState.pending) == 1
+    return answers
+
+
+def test_one_bad_webhook_among_many_fails_alone(app, hooks):
+    savepoints = statements(app, "SAVEPOINT")
+
+    ten_and_a_bad_one(app, hooks, "group:bad")
+
     # Its batch was written again with a savepoint a webhook (and one more for the fallback).
     assert len(savepoints) >= 2
 
@@ -268,19 +276,6 @@ def test_a_batch_writes_the_outbox_rows_of_all_its_webhooks_in_one_statement(app
 def test_an_outbox_row_failing_in_a_batch_fails_only_its_own_webhook(app, hooks):
     """The batch's one outbox statement fails: the batch is written again, each webhook with its
     own outbox rows in its own savepoint, so that only the webhook they come from is kept raw."""
-    drop = fail_on(app, "message:group:bad", table="changes", column="resource")
-    try:
-        payloads = [sms(id=f"group:{n}") for n in range(5)] + [sms(id="group:bad")]
-        payloads += [sms(id=f"group:{n}") for n in range(5, 10)]
-        answers = queued_together(app, hooks.post, payloads)
-    finally:
-        drop()
+    ten_and_a_bad_one(app, hooks, "message:group:bad", "changes", "resource")
 
-    codes = [a.status_code for a in answers]
-    assert codes[5] == 202 and answers[5].get_json()["message"] == "accepted"
-    assert codes[:5] + codes[6:] == [200] * 10
-    assert row_counts(app)["messages"] == 10
     assert changed_resources(app) == sorted(f"message:group:{n}" for n in range(10))
-    states = [raw.state for raw in raw_events(app)]
-    assert states.count(RawState.processed) == 10
-    assert states.count(RawState.pending) == 1  # the bad one, raw alone, for a replay
