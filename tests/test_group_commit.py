@@ -129,13 +129,18 @@ def test_concurrent_webhooks_share_one_commit(app, hooks):
     assert row_counts(app)["messages"] == 12
 
 
-def test_a_batch_without_a_failure_spends_no_savepoint(app, hooks):
+def test_a_batch_without_a_failure_spends_no_savepoint_and_one_insert_of_raw_requests(app, hooks):
     savepoints = statements(app, "SAVEPOINT")
+    raw_inserts = statements(app, "INSERT INTO RAW_EVENTS")
 
     answers = queued_together(app, hooks.post, [sms(id=f"group:{n}") for n in range(12)])
 
     assert [a.status_code for a in answers] == [200] * 12
     assert savepoints == []
+    # The first batches, one a writer's place, each alone, then the rest in one statement.
+    assert len(raw_inserts) == Ingest.of(app).commits.writers + 1
+    assert row_counts(app)["raw_events"] == 12
+    assert {raw.state for raw in raw_events(app)} == {RawState.processed}
 
 
 def ten_and_a_bad_one(app: Flask, hooks: Any, *failing: str) -> list[Any]:

@@ -10,7 +10,10 @@ Under gevent many webhooks wait at once, so one COMMIT (SQLite's fsync, PostgreS
 serves ten or more; under threads, fewer; alone, a batch is one job, as a transaction of its own
 would be.
 
-A batch may end with one more write for all its jobs (`finish`: webhook ingest's outbox rows, one
+A batch may begin with one write for all its jobs (`prelude`: webhook ingest's raw requests in
+one multi-row INSERT), whose result for each job is handed to it, when it runs without
+savepoints; written again, each job does that write itself (it is handed None). It may end with
+one more write for all its jobs (`finish`: webhook ingest's outbox rows, one
 statement a batch rather than one a job), after the last job and before the COMMIT. Should it
 fail but for the database failing, the batch is written again with `finish` run for each job
 inside the job's own savepoint, so that again one failing job touches no other.
@@ -59,8 +62,9 @@ _ATTEMPTS = 3
 
 @dataclass
 class _Job(Generic[T]):
-    work: Callable[[sa.Connection], T]
-    fallback: Callable[[sa.Connection], T] | None = None
+    work: Callable[[sa.Connection, Any], T]
+    fallback: Callable[[sa.Connection, Any], T] | None = None
+    payload: Any = None  # what `prelude` writes for it
     wake: threading.Event = field(default_factory=threading.Event)
     chosen: bool = False  # handed a writer's place: lead the next batch
     finished: bool = False
@@ -82,9 +86,11 @@ class GroupCommit:
         wait_timeout: float,
         writers: int = 1,
         max_batch: int = MAX_BATCH,
+        prelude: Callable[[sa.Connection, list[Any]], list[Any]] | None = None,
         finish: Callable[[sa.Connection, list[Any]], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.prelude = prelude
         self.finish = finish
         self.wait_timeout = wait_timeout
         self.sqlite = engine.dialect.name == "sqlite"
@@ -103,9 +109,16 @@ class GroupCommit:
             return len(self._queue)
 
     def run(
-        self, work: Callable[[sa.Connection], T], fallback: Callable[[sa.Connection], T] | None = None
+        self,
+        work: Callable[[sa.Connection, Any], T],
+        fallback: Callable[[sa.Connection, Any], T] | None = None,
+        payload: Any = None,
     ) -> T:
         """Run `work` in a batch's transaction; return its result once committed.
+
+        `work` is handed what `prelude` wrote of `payload` with the other jobs' (None when the
+        batch is written one job at a time, or without a `prelude` or a payload); `fallback`,
+        always None.
 
         Should `work` raise (but for the database failing: then the whole batch fails or runs
         again), what it wrote is rolled back, and `fallback`, if given, runs instead; the other
@@ -113,7 +126,7 @@ class GroupCommit:
         again): their writes must be idempotent, and they must have no effect outside the
         transaction but on the result they return.
         """
-        job: _Job[T] = _Job(work, fallback)
+        job: _Job[T] = _Job(work, fallback, payload)
         with self._lock:
             self._queue.append(job)
             leading = self._leaders < self.writers
@@ -206,14 +219,15 @@ class GroupCommit:
         """The batch's jobs and `finish`, as `mode` says."""
         finish = self.finish
         if mode is _Mode.BARE:
-            for job in batch:
-                job.result, job.error = None, None
-                try:
-                    job.result = job.work(connection)
-                except sa.exc.OperationalError:
-                    raise
-                except Exception as exc:  # the transaction is rolled back, then written isolated
-                    raise _Again(_Mode.ISOLATED, exc) from exc
+            try:
+                written = self._prelude(connection, batch)
+                for job, prepared in zip(batch, written, strict=True):
+                    job.result, job.error = None, None
+                    job.result = job.work(connection, prepared)
+            except sa.exc.OperationalError:
+                raise
+            except Exception as exc:  # the transaction is rolled back, then written isolated
+                raise _Again(_Mode.ISOLATED, exc) from exc
         else:
             self._isolated(connection, batch, finish if mode is _Mode.ALONE else None)
         if finish is not None and mode is not _Mode.ALONE:
@@ -223,6 +237,14 @@ class GroupCommit:
                 raise
             except Exception as exc:  # the transaction is rolled back, then written job by job
                 raise _Again(_Mode.ALONE, exc) from exc
+
+    def _prelude(self, connection: sa.Connection, batch: list[_Job[Any]]) -> list[Any]:
+        """What `prelude` wrote for each job's payload (None for a job without one)."""
+        with_payload = [job for job in batch if job.payload is not None]
+        if self.prelude is None or not with_payload:
+            return [None] * len(batch)
+        written = iter(self.prelude(connection, [job.payload for job in with_payload]))
+        return [next(written) if job.payload is not None else None for job in batch]
 
     @staticmethod
     def _isolated(
@@ -271,7 +293,7 @@ class _Again(Exception):
 
 def _in_savepoint(
     connection: sa.Connection,
-    work: Callable[[sa.Connection], T],
+    work: Callable[[sa.Connection, Any], T],
     finish: Callable[[sa.Connection, list[Any]], None] | None = None,
 ) -> T:
     """`work` (then `finish` of its result) after a SAVEPOINT, rolled back to it should either raise.
@@ -281,7 +303,7 @@ def _in_savepoint(
     """
     connection.exec_driver_sql("SAVEPOINT job")
     try:
-        result = work(connection)
+        result = work(connection, None)
         if finish is not None:
             finish(connection, [result])
         return result

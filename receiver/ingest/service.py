@@ -89,9 +89,13 @@ class Ingest:
         self.sources = SourceCache(config["SOURCE_CACHE_SECONDS"])
         self.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         # PostgreSQL takes several transactions at once: as many batches as the pool has connections.
-        # The outbox rows of a batch's requests go in together, before its COMMIT.
+        # The raw rows of a batch's requests go in together first, their outbox rows together last.
         self.commits = GroupCommit(
-            engine, self.wait_timeout, writers=config["DB_POOL_SIZE"], finish=store.record_changes
+            engine,
+            self.wait_timeout,
+            writers=config["DB_POOL_SIZE"],
+            prelude=store.insert_raws,
+            finish=store.record_changes,
         )
 
     @classmethod
@@ -147,8 +151,9 @@ class Ingest:
         """Store one authenticated request and everything it says; return once committed."""
         parsed = store.parse(request, self.settings.max_events)
         return self.commits.run(
-            lambda connection: store.write(connection, parsed, self.settings),
-            fallback=lambda connection: store.keep_raw(connection, parsed, self.settings),
+            lambda connection, raw_id: store.write(connection, parsed, self.settings, raw_id),
+            fallback=lambda connection, _: store.keep_raw(connection, parsed, self.settings),
+            payload=parsed,
         )
 
     def source(self, name: str) -> SourceKeys | None:
@@ -175,7 +180,7 @@ class Ingest:
                 return read_source_keys(connection, name)
 
     def _refuse(self, source: SourceKeys, message: str) -> Answer:
-        self.commits.run(lambda connection: count_auth_failure(connection, source.id))
+        self.commits.run(lambda connection, _: count_auth_failure(connection, source.id))
         metrics.PENDING.count(metrics.AUTH_FAILURES, source.name)
         return _error(401, message, close=True)
 

@@ -24,7 +24,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from .. import answers, forwarding
-from ..db import insert_new, utcnow
+from ..db import insert_for, insert_new, utcnow
 from ..models import RawEvent, RawState
 from . import payloads
 from .normalize import Writer
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 RAW_EVENTS = cast(sa.Table, RawEvent.__table__)
 _RAW_KEY = ["source", "fingerprint"]
+_RAW_INSERTS: dict[str, Any] = {}  # insert_raws's statement, by dialect
+# What insert_raws says of a request stored already.
+NOT_NEW = object()
 _RAW_BY_FINGERPRINT = sa.select(RAW_EVENTS).where(
     RAW_EVENTS.c.source == sa.bindparam("source"), RAW_EVENTS.c.fingerprint == sa.bindparam("fingerprint")
 )
@@ -132,10 +135,30 @@ def parse(request: RawRequest, max_events: int) -> Parsed:
     return Parsed(raw, events, errors)
 
 
-def write(connection: sa.Connection, parsed: Parsed, settings: Settings) -> Outcome:
-    """Store one parsed request, raw and as rows."""
+def insert_raws(connection: sa.Connection, requests: list[Parsed]) -> list[Any]:
+    """The raw rows of several requests in one INSERT ... ON CONFLICT DO NOTHING: each request's
+    new row id, or NOT_NEW where the same request was stored already (or comes twice here: the
+    first gets the row). `write` then takes it from there."""
+    statement = _RAW_INSERTS.get(connection.dialect.name)
+    if statement is None:
+        statement = _RAW_INSERTS[connection.dialect.name] = (
+            insert_for(connection, RAW_EVENTS)
+            .on_conflict_do_nothing(index_elements=_RAW_KEY)
+            .returning(RAW_EVENTS.c.id, RAW_EVENTS.c.source, RAW_EVENTS.c.fingerprint)
+        )
+    rows = connection.execute(statement, [request.raw for request in requests]).all()
+    new = {(row.source, row.fingerprint): row.id for row in rows}
+    return [new.pop((request.raw["source"], request.raw["fingerprint"]), NOT_NEW) for request in requests]
+
+
+def write(connection: sa.Connection, parsed: Parsed, settings: Settings, raw_id: Any = None) -> Outcome:
+    """Store one parsed request, raw and as rows; its raw row first, unless `insert_raws` wrote it
+    (`raw_id`: its id, or `NOT_NEW` when it was stored already)."""
     raw = parsed.raw
-    raw_id = insert_new(connection, RAW_EVENTS, raw, _RAW_KEY)
+    if raw_id is None:
+        raw_id = insert_new(connection, RAW_EVENTS, raw, _RAW_KEY)
+    elif raw_id is NOT_NEW:
+        raw_id = None
     if raw_id is None:
         return repeat(connection, raw["source"], raw["fingerprint"], settings)
     if parsed.errors is not None:
