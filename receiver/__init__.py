@@ -24,7 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from flask import Flask
 
-    from . import cli, console, db, errors, health, metrics
+    from . import cli, console, db, errors, health, metrics, proxies
     from .api import register_blueprints
     from .config import load_settings
     from .ingest.bodies import Request
@@ -43,13 +43,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.register_error_handlers(app)
     cli.init_app(app)
     if app.config["TRUSTED_PROXIES"]:
-        # The client's address and scheme as the proxies in front say, believing that many of
-        # them (the rightmost hops of X-Forwarded-For and X-Forwarded-Proto); by default no one,
-        # so a client cannot make up its own address (the console's per-address sign-in limit).
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        hops = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+        proxies.trust_proxies(app, app.config["TRUSTED_PROXIES"])
     return app
 
 

@@ -376,13 +376,18 @@ def test_a_client_address_from_a_proxy_is_believed_only_when_proxies_are_trusted
 
     with app.extensions["receiver.db"].new_session() as session:
         secret = add_source(session, "behind", secret="behind-secret-0123456789").secret
-    answer = app.test_client().post(
-        "/hooks/behind",
-        json=SMS_DLR,
-        headers={"Authorization": f"Bearer {secret}", "X-Forwarded-For": "203.0.113.9"},
-        environ_base=proxy,
-    )
-    assert answer.status_code == 200
-    with app.extensions["receiver.db"].new_session() as session:
-        stored = session.scalars(sa.select(RawEvent.remote_addr)).one()
-    assert stored == ("203.0.113.9" if proxies else "10.0.0.2")
+
+    def webhook(status: str, client: str) -> str:
+        answer = app.test_client().post(
+            "/hooks/behind",
+            json={**SMS_DLR, "status": status},
+            headers={"Authorization": f"Bearer {secret}", "X-Forwarded-For": client},
+            environ_base=proxy,
+        )
+        assert answer.status_code == 200
+        with app.extensions["receiver.db"].new_session() as session:
+            return session.scalars(sa.select(RawEvent.remote_addr).order_by(RawEvent.id.desc())).first()
+
+    assert webhook("DELIVRD", "203.0.113.9") == ("203.0.113.9" if proxies else "10.0.0.2")
+    # What the believed hop says must be an address: else the proxy's own is kept.
+    assert webhook("EXPIRED", "not an address; " * 10) == "10.0.0.2"

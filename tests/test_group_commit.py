@@ -284,3 +284,17 @@ def test_an_outbox_row_failing_in_a_batch_fails_only_its_own_webhook(app, hooks)
     ten_and_a_bad_one(app, hooks, "message:group:bad", "changes", "resource")
 
     assert changed_resources(app) == sorted(f"message:group:{n}" for n in range(10))
+
+
+def test_many_changes_go_to_the_outbox_in_statements_of_a_bounded_size(app, hooks):
+    """However many events a batch carries, a statement names at most CHUNK resources: a text
+    for each count up to it is compiled once, and no database's parameter limit is reached."""
+    from receiver.forwarding.snapshots import CHUNK
+
+    inserts = outbox_inserts(app)
+    reports = [sms(id=f"array:{n}") for n in range(2 * CHUNK + 22)]
+
+    assert hooks.post(reports).status_code == 200
+
+    assert len(inserts) == 3
+    assert changed_resources(app) == sorted(f"message:array:{n}" for n in range(2 * CHUNK + 22))

@@ -23,6 +23,8 @@ from ..db import UTCDateTime
 from .models import changes_table
 
 ORDER_KEY = "_order"
+# Resources a statement of `insert_changes` takes at most (one text compiled a count up to it).
+CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -116,16 +118,20 @@ def insert_statement(dialect: sa.Dialect, change_type: str, count: int) -> Any:
 
 
 def insert_changes(connection: sa.Connection, change_type: str, ids: list[Any], now: datetime) -> None:
-    """Write the changes of `ids` (resources of one type, each once) with their snapshots, in one
-    statement."""
+    """Write the changes of `ids` (resources of one type, each once) with their snapshots, a
+    statement for each CHUNK of them: so few texts to compile and keep, and never more
+    parameters than a database takes, however many events the requests of a batch carry."""
     dialect = connection.dialect
-    compiled = insert_statement(dialect, change_type, len(ids))
     # What UTCDateTime would bind: SQLite keeps naive UTC text, PostgreSQL an aware time.
     at = now.astimezone(UTC)
-    values: dict[str, Any] = {"now": at.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect.name == "sqlite" else at}
-    values.update((f"id{n}", value) for n, value in enumerate(ids))
-    params = tuple(values[name] for name in compiled.positiontup) if compiled.positional else values
-    connection.exec_driver_sql(compiled.string, params)
+    when = at.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect.name == "sqlite" else at
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        compiled = insert_statement(dialect, change_type, len(chunk))
+        values: dict[str, Any] = {"now": when}
+        values.update((f"id{n}", value) for n, value in enumerate(chunk))
+        params = tuple(values[name] for name in compiled.positiontup) if compiled.positional else values
+        connection.exec_driver_sql(compiled.string, params)
 
 
 def _restore(column: Any, value: Any) -> Any:

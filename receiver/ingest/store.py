@@ -1,11 +1,11 @@
 """One webhook request's writes: the raw request first, then its normalized rows.
 
-`write` runs in a transaction someone else commits (receiver.ingest.commit), inside a savepoint
-of its own, so that it can fail alone. Should the normalized rows fail for any reason but the
-database's, the savepoint is rolled back and the raw request alone is stored again (`keep_raw`),
-marked for replay: a bug never loses a request. Idempotency comes from unique constraints (INSERT ... ON
-CONFLICT DO NOTHING), never from a read before a write, so a provider retry and two identical
-requests at the same instant both end in one row.
+`write` runs in a transaction someone else commits (receiver.ingest.commit), with other requests'
+writes. Should the normalized rows fail for any reason but the database's, the group commit
+writes the batch again with a savepoint a request, that one's is rolled back, and its raw request
+alone is stored again (`keep_raw`), marked for replay: a bug never loses a request. Idempotency
+comes from unique constraints (INSERT ... ON CONFLICT DO NOTHING), never from a read before a
+write, so a provider retry and two identical requests at the same instant both end in one row.
 
 `write` is the one place for further rows that must be committed with the request (counters):
 add them there. The request's changes for forwarding come back in its `Outcome`, and
