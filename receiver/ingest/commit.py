@@ -116,9 +116,9 @@ class GroupCommit:
     ) -> T:
         """Run `work` in a batch's transaction; return its result once committed.
 
-        `work` is handed what `prelude` wrote of `payload` with the other jobs' (None when the
-        batch is written one job at a time, or without a `prelude` or a payload); `fallback`,
-        always None.
+        `work` is handed what `prelude` wrote of `payload` with the other jobs' payloads (None
+        when the batch is written with savepoints, or without a `prelude` or a payload);
+        `fallback` is always handed None.
 
         Should `work` raise (but for the database failing: then the whole batch fails or runs
         again), what it wrote is rolled back, and `fallback`, if given, runs instead; the other
