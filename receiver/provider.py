@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import orm
@@ -58,8 +58,12 @@ class ProviderAuthError(ProviderError):
     """The provider refused the access token (401, or an HTML login page instead of JSON)."""
 
 
-def retry_after(value: str | None, default: float) -> float:
-    """Seconds from a Retry-After header (seconds or an HTTP date)."""
+D = TypeVar("D")
+
+
+def retry_after(value: str | None, default: D) -> float | D:
+    """Seconds from a Retry-After header (seconds or an HTTP date); `default` when it gives none.
+    The one reading of the header, for the provider's answers and forwarding's destinations."""
     if not value:
         return default
     value = value.strip()

@@ -16,8 +16,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -27,6 +26,7 @@ from sqlalchemy import orm
 
 from .. import fetcher
 from ..db import Database, utcnow
+from ..provider import retry_after
 from . import dispatch, outbox, signing, snapshots
 from .destinations import url_policy
 from .feed import change_id, timestamp
@@ -45,22 +45,6 @@ def body_of(claimed: dispatch.Claimed) -> bytes:
     data = snapshots.api_data(claimed.type, claimed.data)
     document = {"type": claimed.type, "timestamp": timestamp(claimed.timestamp), "data": data}
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (a number of seconds or an HTTP date), else None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 @dataclass
@@ -227,7 +211,7 @@ class Forwarder:
                 status = response.status_code
                 error = None if 200 <= status < 300 else f"HTTP {status}"
                 return dispatch.Outcome(
-                    claimed, status, error, retry_after(response.headers.get("retry-after"))
+                    claimed, status, error, retry_after(response.headers.get("retry-after"), None)
                 )
         except fetcher.Refused as exc:
             return dispatch.Outcome(claimed, None, f"refused: {exc}")
