@@ -22,19 +22,29 @@ class UTCDateTimeField(fields.DateTime):
         return value.isoformat().replace("+00:00", "Z")
 
 
+def raw_event_field() -> fields.Integer:
+    """The webhook request a row came from, on rows that reconciliation may pull instead."""
+    return fields.Integer(
+        dump_only=True, allow_none=True, metadata={"description": "The webhook request; null when pulled."}
+    )
+
+
+def origin_field() -> fields.String:
+    """How a row came: by webhook or pulled by reconciliation."""
+    return fields.String(
+        dump_only=True,
+        metadata={"description": "webhook, or pull: fetched back from the provider's API by reconciliation."},
+    )
+
+
 class MessageEventSchema(ApiSchema):
     status = fields.String(dump_only=True)
     provider_status = fields.String(dump_only=True)
     occurred_at = UTCDateTimeField(dump_only=True, allow_none=True)
     received_at = UTCDateTimeField(dump_only=True)
     source = fields.String(dump_only=True)
-    raw_event_id = fields.Integer(
-        dump_only=True, allow_none=True, metadata={"description": "The webhook request; null when pulled."}
-    )
-    origin = fields.String(
-        dump_only=True,
-        metadata={"description": "webhook, or pull: fetched back from the provider's API by reconciliation."},
-    )
+    raw_event_id = raw_event_field()
+    origin = origin_field()
 
 
 class MessageSchema(ApiSchema):
@@ -96,13 +106,8 @@ class InboundSchema(ApiSchema):
     contact = fields.Dict(dump_only=True, allow_none=True)
     occurred_at = UTCDateTimeField(dump_only=True, allow_none=True)
     received_at = UTCDateTimeField(dump_only=True)
-    raw_event_id = fields.Integer(
-        dump_only=True, allow_none=True, metadata={"description": "The webhook request; null when pulled."}
-    )
-    origin = fields.String(
-        dump_only=True,
-        metadata={"description": "webhook, or pull: fetched back from the provider's API by reconciliation."},
-    )
+    raw_event_id = raw_event_field()
+    origin = origin_field()
 
 
 class RecordingSchema(ApiSchema):
@@ -204,13 +209,8 @@ class CallSchema(ApiSchema):
     duration = fields.Integer(dump_only=True, allow_none=True)
     billing = fields.Integer(dump_only=True, allow_none=True)
     received_at = UTCDateTimeField(dump_only=True)
-    raw_event_id = fields.Integer(
-        dump_only=True, allow_none=True, metadata={"description": "The webhook request; null when pulled."}
-    )
-    origin = fields.String(
-        dump_only=True,
-        metadata={"description": "webhook, or pull: fetched back from the provider's API by reconciliation."},
-    )
+    raw_event_id = raw_event_field()
+    origin = origin_field()
 
 
 class CallDetailSchema(CallSchema):
