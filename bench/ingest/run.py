@@ -127,7 +127,10 @@ def machine() -> dict[str, Any]:
         if info["postgresql_autovacuum"] != "on":
             # The tables of a run start empty; never analyzed, the planner keeps plans made for
             # empty tables (`autoanalyze` below).
-            log("PostgreSQL runs with autovacuum off: each run's database is analyzed every 20 s instead")
+            log(
+                "PostgreSQL runs with autovacuum off:"
+                f" each run's database is analyzed every {AUTOANALYZE_SECONDS:g} s instead"
+            )
     except psycopg.Error as exc:
         info["postgresql"] = f"unreachable: {exc}"
     return info
