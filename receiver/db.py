@@ -125,13 +125,29 @@ def _dialect_insert(dialect: str, table: sa.Table) -> Any:
 
 
 @functools.cache
-def _insert_new(dialect: str, table: sa.Table, keys: tuple[str, ...]) -> Any:
-    (primary_key,) = table.primary_key.columns
+def _insert_new_returning(
+    dialect: str, table: sa.Table, keys: tuple[str, ...], returning: tuple[str, ...]
+) -> Any:
     return (
         _dialect_insert(dialect, table)
         .on_conflict_do_nothing(index_elements=list(keys))
-        .returning(primary_key)
+        .returning(*(table.c[name] for name in returning))
     )
+
+
+def insert_new_rows(
+    bind: orm.Session | sa.Connection,
+    table: Any,
+    rows: list[dict[str, Any]],
+    keys: list[str],
+    returning: list[str],
+) -> list[sa.Row[Any]]:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING of many rows, in one statement (SQLAlchemy's
+    insertmanyvalues): the `returning` columns of the rows that were new, in no set order. The
+    statement is built once per table, key and columns."""
+    dialect = bind.get_bind().dialect if isinstance(bind, orm.Session) else bind.dialect
+    statement = _insert_new_returning(dialect.name, table, tuple(keys), tuple(returning))
+    return list(bind.execute(statement, rows))
 
 
 def insert_new(connection: sa.Connection, table: Any, values: dict[str, Any], keys: list[str]) -> Any:
@@ -140,7 +156,8 @@ def insert_new(connection: sa.Connection, table: Any, values: dict[str, Any], ke
     The statement is built once per table and key, and the values go as execution parameters,
     which spares building and compiling a statement on every webhook.
     """
-    statement = _insert_new(connection.dialect.name, table, tuple(keys))
+    (primary_key,) = table.primary_key.columns
+    statement = _insert_new_returning(connection.dialect.name, table, tuple(keys), (primary_key.key,))
     return connection.execute(statement, values).scalar_one_or_none()
 
 

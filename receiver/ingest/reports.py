@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from ..db import insert_for, utcnow
+from ..db import insert_new_rows, utcnow
 from ..models import Message, MessageEvent, Status
 from . import payloads
 from .rows import RowWriter
@@ -169,13 +169,7 @@ class MessageRows(RowWriter):
         self, model: type[Any], rows: list[dict[str, Any]], keys: list[str], returning: list[str]
     ) -> list[Any]:
         """INSERT ... ON CONFLICT (keys) DO NOTHING of many rows; `returning` of the new ones."""
-        table = model.__table__
-        statement = (
-            insert_for(self.connection, table)
-            .on_conflict_do_nothing(index_elements=keys)
-            .returning(*(table.c[name] for name in returning))
-        )
-        result = self.connection.execute(statement, rows)
+        result = insert_new_rows(self.connection, model.__table__, rows, keys, returning)
         return [row[0] if len(returning) == 1 else tuple(row) for row in result]
 
     def _merge(self, report: Report, now: datetime) -> None:

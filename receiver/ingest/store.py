@@ -24,7 +24,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from .. import answers, forwarding
-from ..db import insert_for, insert_new, utcnow
+from ..db import insert_new, insert_new_rows, utcnow
 from ..models import RawEvent, RawState
 from . import payloads
 from .normalize import Writer
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 RAW_EVENTS = cast(sa.Table, RawEvent.__table__)
 _RAW_KEY = ["source", "fingerprint"]
-_RAW_INSERTS: dict[str, Any] = {}  # insert_raws's statement, by dialect
 # What insert_raws says of a request stored already.
 NOT_NEW = object()
 _RAW_BY_FINGERPRINT = sa.select(RAW_EVENTS).where(
@@ -139,14 +138,9 @@ def insert_raws(connection: sa.Connection, requests: list[Parsed]) -> list[Any]:
     """The raw rows of several requests in one INSERT ... ON CONFLICT DO NOTHING: each request's
     new row id, or NOT_NEW where the same request was stored already (or comes twice here: the
     first gets the row). `write` then takes it from there."""
-    statement = _RAW_INSERTS.get(connection.dialect.name)
-    if statement is None:
-        statement = _RAW_INSERTS[connection.dialect.name] = (
-            insert_for(connection, RAW_EVENTS)
-            .on_conflict_do_nothing(index_elements=_RAW_KEY)
-            .returning(RAW_EVENTS.c.id, RAW_EVENTS.c.source, RAW_EVENTS.c.fingerprint)
-        )
-    rows = connection.execute(statement, [request.raw for request in requests]).all()
+    rows = insert_new_rows(
+        connection, RAW_EVENTS, [request.raw for request in requests], _RAW_KEY, ["id", *_RAW_KEY]
+    )
     new = {(row.source, row.fingerprint): row.id for row in rows}
     return [new.pop((request.raw["source"], request.raw["fingerprint"]), NOT_NEW) for request in requests]
 

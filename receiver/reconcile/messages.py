@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from .. import forwarding
-from ..db import insert_for, utcnow
+from ..db import insert_new_rows, utcnow
 from ..ingest.statuses import canonical, supersedes
 from ..models import PULL_SOURCE, Message, MessageEvent, Origin, Status
 from ..numbers import canonical as canonical_number
@@ -198,7 +198,7 @@ def store(session: orm.Session, pulled: Iterable[PulledMessage | None]) -> Count
         row.update(status=first.status, provider_status=first.provider_status, status_at=first.occurred)
         row.update(created_at=now, updated_at=now)
         messages.append(row)
-    created = {row[0] for row in _insert(session, Message.__table__, messages, ["id"], ["id"])}
+    created = {row[0] for row in insert_new_rows(session, Message.__table__, messages, ["id"], ["id"])}
     events = [
         {
             "message_id": message_id,
@@ -214,7 +214,7 @@ def store(session: orm.Session, pulled: Iterable[PulledMessage | None]) -> Count
         for status in sorted(by_id[message_id].statuses, key=lambda s: s.provider_status)
     ]
     keys = ["message_id", "provider_status"]
-    added = {tuple(row) for row in _insert(session, MessageEvent.__table__, events, keys, keys)}
+    added = {tuple(row) for row in insert_new_rows(session, MessageEvent.__table__, events, keys, keys)}
     known: dict[str, list[PulledStatus]] = {}
     for message_id in ids:
         new = [s for s in by_id[message_id].statuses if (message_id, s.provider_status) in added]
@@ -231,18 +231,6 @@ def store(session: orm.Session, pulled: Iterable[PulledMessage | None]) -> Count
     changes = [forwarding.StoredChange("message.status", i) for i in ids if i in created or i in known]
     forwarding.record_changes(session.connection(), changes)
     return counts
-
-
-def _insert(
-    session: orm.Session, table: Any, rows: list[dict[str, Any]], keys: list[str], returning: list[str]
-) -> list[Any]:
-    """INSERT ... ON CONFLICT (keys) DO NOTHING of many rows: `returning` of those that were new."""
-    statement = (
-        insert_for(session, table)
-        .on_conflict_do_nothing(index_elements=keys)
-        .returning(*(table.c[name] for name in returning))
-    )
-    return list(session.execute(statement, rows))
 
 
 def _fold_into_known(
