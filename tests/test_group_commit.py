@@ -286,6 +286,22 @@ def test_an_outbox_row_failing_in_a_batch_fails_only_its_own_webhook(app, hooks)
     assert changed_resources(app) == sorted(f"message:group:{n}" for n in range(10))
 
 
+def test_outbox_statements_come_in_a_few_sizes_and_write_each_change_once(app, hooks):
+    """Batches of 1 to 17 changes use the texts for 1, 2, 4, 8, 16 and 32 resources, not one a
+    count (each text is compiled, and planned on each PostgreSQL connection, on its own); the
+    padding repeats an id, which writes no second row."""
+    inserts = outbox_inserts(app)
+
+    for count in range(1, 18):
+        reports = [sms(id=f"sizes:{count}:{n}") for n in range(count)]
+        assert hooks.post(reports).status_code == 200
+
+    assert len(inserts) == 17
+    assert len(set(inserts)) == 6
+    expected = sorted(f"message:sizes:{count}:{n}" for count in range(1, 18) for n in range(count))
+    assert changed_resources(app) == expected
+
+
 def test_many_changes_go_to_the_outbox_in_statements_of_a_bounded_size(app, hooks):
     """However many events a batch carries, a statement names at most CHUNK resources: a text
     for each count up to it is compiled once, and no database's parameter limit is reached."""
