@@ -8,6 +8,7 @@ let go and the queued ones are written together.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from receiver.ingest.service import Ingest
 from receiver.models import RawState
 
 from .conftest import raw_events, row_counts
-from .payloads import sms
+from .payloads import VMN_INBOUND, sms
 
 
 @contextmanager
@@ -141,6 +142,81 @@ def test_a_batch_without_a_failure_spends_no_savepoint_and_one_insert_of_raw_req
     assert len(raw_inserts) == Ingest.of(app).commits.writers + 1
     assert row_counts(app)["raw_events"] == 12
     assert {raw.state for raw in raw_events(app)} == {RawState.processed}
+
+
+def test_a_batch_writes_its_status_reports_in_one_insert_a_table(app, hooks):
+    message_inserts = statements(app, "INSERT INTO MESSAGES")
+    event_inserts = statements(app, "INSERT INTO MESSAGE_EVENTS")
+
+    answers = queued_together(app, hooks.post, [sms(id=f"group:{n}") for n in range(12)])
+
+    assert [a.status_code for a in answers] == [200] * 12
+    assert [a.get_json()["events"] for a in answers] == [[f"group:{n}"] for n in range(12)]
+    # The first batches, one a writer's place, each alone, then the rest in one statement a table.
+    assert len(message_inserts) == len(event_inserts) == Ingest.of(app).commits.writers + 1
+    assert row_counts(app)["messages"] == row_counts(app)["message_events"] == 12
+    assert {raw.state for raw in raw_events(app)} == {RawState.processed}
+
+
+def message_rows(app: Flask) -> dict[str, tuple[str, int, int | None]]:
+    """id -> (status, how many status events, the raw event of its first) of every message."""
+    with app.extensions["receiver.db"].engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT m.id, m.status, count(e.id), min(e.raw_event_id) FROM messages m"
+                " JOIN message_events e ON e.message_id = m.id GROUP BY m.id, m.status"
+            )
+        )
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+
+def test_a_batch_mixing_every_case_stores_what_one_by_one_would(app, hooks):
+    """New messages, a known one's next report, one message reported by two requests (out of
+    order), an array, one naming a message twice, a request stored already and an inbound
+    message, in one batch: each status event is stored once against its own raw request, and
+    each message ends in the status the rules say."""
+    assert hooks.post(sms(id="mix:known", status="AWAITING-DLR")).status_code == 200
+    payloads: list[Any] = [sms(id=f"mix:{n}") for n in range(6)]
+    payloads += [
+        sms(id="mix:known"),
+        sms(id="mix:twice"),
+        sms(id="mix:twice", status="AWAITING-DLR"),
+        [sms(id="mix:array1"), sms(id="mix:array2", status="UNDELIV")],
+        [sms(id="mix:again", status="AWAITING-DLR"), sms(id="mix:again")],
+        sms(id="mix:known", status="AWAITING-DLR"),
+        VMN_INBOUND,
+    ]
+
+    answers = queued_together(app, hooks.post, payloads)
+
+    assert [a.status_code for a in answers] == [200] * len(payloads)
+    messages = [a.get_json()["message"] for a in answers]
+    assert messages == ["stored"] * 11 + ["duplicate", "stored"]
+    events = [a.get_json()["events"] for a in answers]
+    assert events[:11] == [[f"mix:{n}"] for n in range(6)] + [
+        ["mix:known"],
+        ["mix:twice"],
+        ["mix:twice"],
+        ["mix:array1", "mix:array2"],
+        ["mix:again", "mix:again"],
+    ]
+    assert events[11] == ["mix:known"]
+    raws = {raw.id: raw for raw in raw_events(app)}
+    rows = message_rows(app)
+    assert {key: value[:2] for key, value in rows.items()} == {
+        **{f"mix:{n}": ("delivered", 1) for n in range(6)},
+        "mix:known": ("delivered", 2),
+        "mix:twice": ("delivered", 2),
+        "mix:array1": ("delivered", 1),
+        "mix:array2": ("failed", 1),
+        "mix:again": ("delivered", 2),
+    }
+    for n in range(6):  # each event against the raw request that brought it
+        assert json.loads(raws[rows[f"mix:{n}"][2]].body)["id"] == f"mix:{n}"
+    assert raws[rows["mix:array1"][2]].id == raws[rows["mix:array2"][2]].id
+    assert row_counts(app)["inbound_messages"] == 1
+    assert len(raws) == 13
+    assert {raw.state for raw in raws.values()} == {RawState.processed}
 
 
 def ten_and_a_bad_one(app: Flask, hooks: Any, *failing: str) -> list[Any]:

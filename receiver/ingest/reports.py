@@ -143,34 +143,10 @@ class MessageRows(RowWriter):
         return report.message_id, True
 
     def message_events(self, reports: dict[int, Report]) -> dict[int, tuple[Any, bool]]:
-        """`message_event` for reports of distinct messages: one INSERT per table.
-
-        Rows go in by message id, so that two arrays inserting the same messages wait on each
-        other in one order rather than deadlock.
-        """
-        now = utcnow()
-        ordered = sorted(reports.values(), key=lambda report: report.message_id)
-        messages = [self._message_row(report, now) for report in ordered]
-        messages = [{key: row.get(key) for key in _MESSAGE_COLUMNS} for row in messages]
-        created = set(self._insert_rows(Message, messages, ["id"], ["id"]))
-        events = [self._event_row(report) for report in ordered]
-        new_events = set(self._insert_rows(MessageEvent, events, _EVENT_KEY, _EVENT_KEY))
-        results: dict[int, tuple[Any, bool]] = {}
-        for index, report in reports.items():
-            is_new = (report.message_id, report.provider_status) in new_events
-            if is_new and report.message_id not in created:
-                self._merge(report, now)
-            if is_new:
-                self.status_reports.append((report.fields["channel"], report.status.value))
-            results[index] = (report.message_id, is_new)
-        return results
-
-    def _insert_rows(
-        self, model: type[Any], rows: list[dict[str, Any]], keys: list[str], returning: list[str]
-    ) -> list[Any]:
-        """INSERT ... ON CONFLICT (keys) DO NOTHING of many rows; `returning` of the new ones."""
-        result = insert_new_rows(self.connection, model.__table__, rows, keys, returning)
-        return [row[0] if len(returning) == 1 else tuple(row) for row in result]
+        """`message_event` for reports of distinct messages: one INSERT per table."""
+        indices = list(reports)
+        results = write_reports([(self, reports[index]) for index in indices])
+        return dict(zip(indices, results, strict=True))
 
     def _merge(self, report: Report, now: datetime) -> None:
         """Fold a new report into an existing message, under a row lock."""
@@ -189,3 +165,32 @@ class MessageRows(RowWriter):
             self.connection.execute(
                 sa.update(_MESSAGES).where(_MESSAGES.c.id == report.message_id).values(**changes)
             )
+
+
+def write_reports(reports: list[tuple[MessageRows, Report]]) -> list[tuple[Any, bool]]:
+    """`message_event` for each (writer, report), reports of distinct messages (each its
+    writer's raw event), in one INSERT per table; what `message_event` returns for each.
+
+    Different messages never touch the same rows, so this stores what writing them one by one
+    would. Rows go in, and known messages are locked to be merged, by message id, so that two
+    transactions writing the same messages wait on each other in one order rather than deadlock.
+    """
+    connection = reports[0][0].connection
+    now = utcnow()
+    ordered = sorted(reports, key=lambda pair: pair[1].message_id)
+    messages = [writer._message_row(report, now) for writer, report in ordered]
+    messages = [{key: row.get(key) for key in _MESSAGE_COLUMNS} for row in messages]
+    created = {row[0] for row in insert_new_rows(connection, _MESSAGES, messages, ["id"], ["id"])}
+    events = [writer._event_row(report) for writer, report in ordered]
+    inserted = insert_new_rows(connection, MessageEvent.__table__, events, _EVENT_KEY, _EVENT_KEY)
+    new_events = {tuple(row) for row in inserted}
+    for writer, report in ordered:
+        if (report.message_id, report.provider_status) not in new_events:
+            continue
+        if report.message_id not in created:
+            writer._merge(report, now)
+        writer.status_reports.append((report.fields["channel"], report.status.value))
+    return [
+        (report.message_id, (report.message_id, report.provider_status) in new_events)
+        for _writer, report in reports
+    ]

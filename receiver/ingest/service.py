@@ -89,12 +89,12 @@ class Ingest:
         self.sources = SourceCache(config["SOURCE_CACHE_SECONDS"])
         self.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         # PostgreSQL takes several transactions at once: as many batches as the pool has connections.
-        # The raw rows of a batch's requests go in together first, their outbox rows together last.
+        # A batch's raw rows and status reports go in together first, its outbox rows together last.
         self.commits = GroupCommit(
             engine,
             self.wait_timeout,
             writers=config["DB_POOL_SIZE"],
-            prelude=store.insert_raws,
+            prelude=lambda connection, requests: store.write_together(connection, requests, self.settings),
             finish=store.record_changes,
         )
 

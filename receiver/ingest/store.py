@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,7 @@ from ..db import insert_new, insert_new_rows, utcnow
 from ..models import RawEvent, RawState
 from . import payloads
 from .normalize import Writer
+from .reports import STATUS_KINDS, Report, write_reports
 from .rows import Settings
 
 log = logging.getLogger(__name__)
@@ -145,9 +147,41 @@ def insert_raws(connection: sa.Connection, requests: list[Parsed]) -> list[Any]:
     return [new.pop((request.raw["source"], request.raw["fingerprint"]), NOT_NEW) for request in requests]
 
 
+def write_together(connection: sa.Connection, requests: list[Parsed], settings: Settings) -> list[Any]:
+    """What several requests' `write`s would store, in few statements: the raw rows in one INSERT,
+    then the status reports of every request made only of them, when no other report of these
+    requests names the same message, in one INSERT a table. For each request its `Outcome`, when
+    written here, else what `write` takes from here (its raw row's id, or NOT_NEW)."""
+    raw_ids = insert_raws(connection, requests)
+    writers: dict[int, Writer] = {}
+    reports: dict[int, list[Report]] = {}
+    for index, (request, raw_id) in enumerate(zip(requests, raw_ids, strict=True)):
+        events = request.events
+        if raw_id is NOT_NEW or not events or any(event.kind not in STATUS_KINDS for event in events):
+            continue
+        raw = request.raw
+        writer = Writer(connection, raw_id, raw["source"], raw["received_at"], settings)
+        writers[index], reports[index] = writer, [writer.report(event) for event in events]
+    named = Counter(report.message_id for listed in reports.values() for report in listed)
+    together = [index for index, listed in reports.items() if all(named[r.message_id] == 1 for r in listed)]
+    if sum(len(reports[index]) for index in together) < 2:
+        return raw_ids
+    results = iter(write_reports([(writers[i], report) for i in together for report in reports[i]]))
+    prepared: list[Any] = list(raw_ids)
+    for index in together:
+        request, writer = requests[index], writers[index]
+        assert request.events is not None
+        stored = [next(results) for _ in request.events]
+        prepared[index] = _outcome(connection, writer, request.events, stored, request.raw["state"])
+    return prepared
+
+
 def write(connection: sa.Connection, parsed: Parsed, settings: Settings, raw_id: Any = None) -> Outcome:
-    """Store one parsed request, raw and as rows; its raw row first, unless `insert_raws` wrote it
-    (`raw_id`: its id, or `NOT_NEW` when it was stored already)."""
+    """Store one parsed request, raw and as rows; its raw row first, unless `write_together` wrote
+    it (`raw_id`: its id, `NOT_NEW` when it was stored already, or the request's `Outcome` when
+    it wrote the rows too)."""
+    if isinstance(raw_id, Outcome):
+        return raw_id
     raw = parsed.raw
     if raw_id is None:
         raw_id = insert_new(connection, RAW_EVENTS, raw, _RAW_KEY)
@@ -184,11 +218,23 @@ def normalize_raw(
     stored: RawState | None = None,
 ) -> Outcome:
     """Write the rows of a raw event's events; mark the raw event unless `stored` is its state."""
-    outcome = Outcome(200, "stored", raw_id, kinds=[e.kind for e in events])
     understood = [e for e in events if e.kind is not None]
     writer = Writer(connection, raw_id, source, received_at, settings)
+    return _outcome(connection, writer, events, writer.store_all(understood), stored)
+
+
+def _outcome(
+    connection: sa.Connection,
+    writer: Writer,
+    events: list[payloads.Event],
+    results: list[tuple[Any, bool]],
+    stored: RawState | None,
+) -> Outcome:
+    """The outcome of a raw event whose understood events the writer stored with `results`; the
+    raw event marked with its state unless `stored` is it already."""
+    outcome = Outcome(200, "stored", writer.raw_id, kinds=[e.kind for e in events])
+    understood = [e for e in events if e.kind is not None]
     new = 0
-    results = writer.store_all(understood)
     for ref, is_new in results:
         outcome.events.append(ref)
         new += is_new
@@ -204,7 +250,7 @@ def normalize_raw(
     else:
         state = RawState.processed
     if state != stored:
-        mark(connection, raw_id, state, _unknown_kind_errors(events))
+        mark(connection, writer.raw_id, state, _unknown_kind_errors(events))
     return outcome
 
 
