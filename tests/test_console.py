@@ -82,6 +82,16 @@ def test_the_session_cookie_is_httponly_lax_scoped_and_secure_over_https(app, cl
     assert "Secure" in cookie
 
 
+def test_webhook_and_api_answers_carry_no_session_even_to_a_signed_in_browser(app, client, hooks, api):
+    """The session is the console's: a webhook or an API answer neither reads nor sets it (no
+    `Vary: Cookie`, no `Set-Cookie`), even with a console cookie in the client's jar."""
+    user(app, "vera", Role.viewer)
+    sign_in(client, "vera")
+    for answer in (hooks.post(dict(SMS_DLR, id="no-session:1")), api("/api/v1/messages")):
+        assert answer.status_code == 200
+        assert "Vary" not in answer.headers and "Set-Cookie" not in answer.headers
+
+
 @pytest.mark.parametrize("target", ["/console/\r\nX-Injected: 1", "/console/\x00", "https://evil.example/"])
 def test_sign_in_never_follows_a_next_address_a_redirect_cannot_carry(app, client, target):
     user(app, "vera", Role.viewer)

@@ -61,12 +61,14 @@ def _load_user(token: str) -> ConsoleUser | None:
 
 
 class ConsoleSessionInterface(SecureCookieSessionInterface):
-    """Flask's cookie session, opened for console pages only (the webhooks and the API have no
-    use for it), signed with a key made on first use, and Secure over https."""
+    """Flask's cookie session, opened for console pages only, signed with a key made on first
+    use, and Secure over https. The webhooks and the API have no use for it: theirs is Flask's
+    null session, empty, which Flask never saves (no `Vary: Cookie` on their answers, and no
+    work for it on each webhook) and which refuses to be written to."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if not request.path.startswith(PREFIX):
-            return self.session_class()
+            return self.make_null_session(app)
         ensure_secret_key(app)
         return super().open_session(app, request)
 
