@@ -53,6 +53,8 @@ def make_engine(
     )
     _ping_when_idle(engine)
     _restart_deadline_on_answers(engine)
+    if parsed.get_driver_name() == "psycopg":
+        event.listen(engine, "connect", _keep_prepared)
     if cooperative() and parsed.get_driver_name() == "psycopg":
         from . import pgwait
 
@@ -80,6 +82,18 @@ def _postgresql_timeouts(url: sa.URL, connect_timeout: float, statement_timeout:
         given = url.query.get("options")
         args["options"] = f"{options} {given}" if isinstance(given, str) else options
     return args
+
+
+# Statements psycopg keeps prepared on a connection (its default, 100, is fewer than ingest's texts:
+# a multi-row INSERT of raw requests, messages and status events for each batch size, the outbox's
+# in 7 sizes a type, and the API's; past it, texts evicted and prepared again were parsed and
+# planned anew: 10% of ingest's database CPU, docs/benchmarks.md). Bounded: the server keeps a
+# plan for each.
+PREPARED_MAX = 500
+
+
+def _keep_prepared(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.prepared_max = PREPARED_MAX
 
 
 # A pooled connection idle this long is checked before use: the database may have restarted or
