@@ -63,6 +63,22 @@ def queued_together(app: Flask, post: Callable[[Any], Any], payloads: list[Any])
     return [future.result() for future in futures]
 
 
+def queued_in_order(app: Flask, post: Callable[[Any], Any], payloads: list[Any]) -> list[Any]:
+    """As `queued_together`, each payload queued only once the one before it waits: the batch
+    holds them in this order (the first ones, one a writer's place, each lead a batch of its own)."""
+    ingest = Ingest.of(app)
+    with ThreadPoolExecutor(len(payloads)) as pool, writer_held(app):
+        futures = []
+        for count, payload in enumerate(payloads, start=1):
+            futures.append(pool.submit(post, payload))
+            deadline = time.monotonic() + 20
+            while ingest.commits.waiting() < count - ingest.commits.writers and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if count <= ingest.commits.writers:
+                time.sleep(0.1)  # a leader waiting for the lock is not counted as waiting
+    return [future.result() for future in futures]
+
+
 def fail_on(app: Flask, message_id: str, table: str = "messages", column: str = "id") -> Callable[[], None]:
     """A trigger refusing one row of `table` (`column` = `message_id`), standing in for a bug in
     writing it."""
@@ -217,6 +233,27 @@ def test_a_batch_mixing_every_case_stores_what_one_by_one_would(app, hooks):
     assert row_counts(app)["inbound_messages"] == 1
     assert len(raws) == 13
     assert {raw.state for raw in raws.values()} == {RawState.processed}
+
+
+def test_a_message_another_request_of_the_batch_reports_on_is_written_in_the_batchs_order(app, hooks):
+    """A request of status reports only, whose message a request queued before it (with an
+    inbound message besides) reports on too, is written after that one, as one by one would:
+    the first report creates the message and owns its status event; the second, the same
+    status, is a duplicate."""
+    writers = Ingest.of(app).commits.writers
+    leaders = [sms(id=f"order:lead{n}") for n in range(writers)]
+    first = [sms(id="order:m", mobile="911111111111"), VMN_INBOUND]
+    second = sms(id="order:m", mobile="922222222222")
+
+    answers = queued_in_order(app, hooks.post, [*leaders, first, second, sms(id="order:other")])
+
+    assert [a.status_code for a in answers] == [200] * (writers + 3)
+    assert [a.get_json()["message"] for a in answers[writers:]] == ["stored", "duplicate", "stored"]
+    first_raw = next(raw.id for raw in raw_events(app) if raw.body.startswith(b"["))
+    assert message_rows(app)["order:m"][1:] == (1, first_raw)
+    with app.extensions["receiver.db"].engine.connect() as connection:
+        mobile = connection.execute(sa.text("SELECT mobile FROM messages WHERE id = 'order:m'")).scalar()
+    assert mobile == "911111111111"
 
 
 def ten_and_a_bad_one(app: Flask, hooks: Any, *failing: str) -> list[Any]:

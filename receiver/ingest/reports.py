@@ -8,6 +8,7 @@ a row lock (`_merge`), which keeps the current status by the rules of receiver.i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -167,13 +168,15 @@ class MessageRows(RowWriter):
             )
 
 
-def write_reports(reports: list[tuple[MessageRows, Report]]) -> list[tuple[Any, bool]]:
+def write_reports(reports: Sequence[tuple[MessageRows, Report]]) -> list[tuple[Any, bool]]:
     """`message_event` for each (writer, report), reports of distinct messages (each its
     writer's raw event), in one INSERT per table; what `message_event` returns for each.
 
     Different messages never touch the same rows, so this stores what writing them one by one
     would. Rows go in, and known messages are locked to be merged, by message id, so that two
-    transactions writing the same messages wait on each other in one order rather than deadlock.
+    transactions writing the same messages here wait on each other in one order rather than
+    deadlock (other writes lock in their own order: a deadlock with one of them is rolled back
+    and written again, receiver.ingest.commit).
     """
     connection = reports[0][0].connection
     now = utcnow()

@@ -29,7 +29,7 @@ from ..db import insert_new, insert_new_rows, utcnow
 from ..models import RawEvent, RawState
 from . import payloads
 from .normalize import Writer
-from .reports import STATUS_KINDS, Report, write_reports
+from .reports import STATUS_KINDS, write_reports
 from .rows import Settings
 
 log = logging.getLogger(__name__)
@@ -149,27 +149,33 @@ def insert_raws(connection: sa.Connection, requests: list[Parsed]) -> list[Any]:
 
 def write_together(connection: sa.Connection, requests: list[Parsed], settings: Settings) -> list[Any]:
     """What several requests' `write`s would store, in few statements: the raw rows in one INSERT,
-    then the status reports of every request made only of them, when no other report of these
-    requests names the same message, in one INSERT a table. For each request its `Outcome`, when
-    written here, else what `write` takes from here (its raw row's id, or NOT_NEW)."""
+    then the status reports of every request made only of them, in one INSERT a table, when no
+    other request of these (whatever else it holds) reports on the same message: those keep
+    their order. For each request its `Outcome`, when written here, else what `write` takes from
+    here (its raw row's id, or NOT_NEW)."""
     raw_ids = insert_raws(connection, requests)
-    writers: dict[int, Writer] = {}
-    reports: dict[int, list[Report]] = {}
-    for index, (request, raw_id) in enumerate(zip(requests, raw_ids, strict=True)):
-        events = request.events
-        if raw_id is NOT_NEW or not events or any(event.kind not in STATUS_KINDS for event in events):
-            continue
-        raw = request.raw
-        writer = Writer(connection, raw_id, raw["source"], raw["received_at"], settings)
-        writers[index], reports[index] = writer, [writer.report(event) for event in events]
-    named = Counter(report.message_id for listed in reports.values() for report in listed)
-    together = [index for index, listed in reports.items() if all(named[r.message_id] == 1 for r in listed)]
-    if sum(len(reports[index]) for index in together) < 2:
+    new = [
+        (index, request.events)
+        for index, (request, raw_id) in enumerate(zip(requests, raw_ids, strict=True))
+        if raw_id is not NOT_NEW and request.events
+    ]
+    named = Counter(event.data["id"] for _, events in new for event in events if event.kind in STATUS_KINDS)
+    together: dict[int, Writer] = {}
+    for index, events in new:
+        if all(event.kind in STATUS_KINDS and named[event.data["id"]] == 1 for event in events):
+            raw = requests[index].raw
+            together[index] = Writer(connection, raw_ids[index], raw["source"], raw["received_at"], settings)
+    if sum(len(requests[index].events or ()) for index in together) < 2:
         return raw_ids
-    results = iter(write_reports([(writers[i], report) for i in together for report in reports[i]]))
+    reports = [
+        (writer, writer.report(event))
+        for index, writer in together.items()
+        for event in requests[index].events or ()
+    ]
+    results = iter(write_reports(reports))
     prepared: list[Any] = list(raw_ids)
-    for index in together:
-        request, writer = requests[index], writers[index]
+    for index, writer in together.items():
+        request = requests[index]
         assert request.events is not None
         stored = [next(results) for _ in request.events]
         prepared[index] = _outcome(connection, writer, request.events, stored, request.raw["state"])
