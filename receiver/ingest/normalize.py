@@ -14,7 +14,7 @@ from typing import Any
 
 from . import payloads
 from .records import RecordRows
-from .reports import STATUS_KINDS, MessageRows
+from .reports import STATUS_KINDS, MessageRows, message_id
 from .rows import Settings, content_key
 
 __all__ = ["STATUS_KINDS", "Settings", "Writer", "content_key"]
@@ -54,5 +54,5 @@ class Writer(MessageRows, RecordRows):
     def reference(self, event: payloads.Event) -> Any:
         """The id of the resource an already-stored event made."""
         if event.kind in STATUS_KINDS:
-            return event.data["id"]
+            return message_id(event)
         return self.record_reference(event)

@@ -32,6 +32,11 @@ _LOCKED_MESSAGE = (
 )
 
 
+def message_id(event: payloads.Event) -> str:
+    """The message a status report (of a kind in STATUS_KINDS) is about."""
+    return cast(str, event.data["id"])
+
+
 @dataclass
 class Report:
     """A status report, ready to write: the message's fields and the status event's."""
@@ -82,7 +87,7 @@ class MessageRows(RowWriter):
             "delivered_at": done if status in (Status.delivered, Status.read) else None,
         }
         occurred = done or sent or submitted
-        return Report(d["id"], fields, status, provider_status, occurred)
+        return Report(message_id(event), fields, status, provider_status, occurred)
 
     def _channel_report(self, event: payloads.Event) -> Report:
         d = event.data
@@ -106,7 +111,7 @@ class MessageRows(RowWriter):
             "delivered_at": delivered or (stamp if status == Status.delivered else None),
             "read_at": read or (stamp if status == Status.read else None),
         }
-        return Report(d["id"], fields, status, provider_status, occurred)
+        return Report(message_id(event), fields, status, provider_status, occurred)
 
     def _message_row(self, report: Report, now: datetime) -> dict[str, Any]:
         return {

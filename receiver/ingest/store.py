@@ -29,7 +29,7 @@ from ..db import insert_new, insert_new_rows, utcnow
 from ..models import RawEvent, RawState
 from . import payloads
 from .normalize import Writer
-from .reports import STATUS_KINDS, write_reports
+from .reports import STATUS_KINDS, message_id, write_reports
 from .rows import Settings
 
 log = logging.getLogger(__name__)
@@ -159,26 +159,21 @@ def write_together(connection: sa.Connection, requests: list[Parsed], settings: 
         for index, (request, raw_id) in enumerate(zip(requests, raw_ids, strict=True))
         if raw_id is not NOT_NEW and request.events
     ]
-    named = Counter(event.data["id"] for _, events in new for event in events if event.kind in STATUS_KINDS)
-    together: dict[int, Writer] = {}
+    named = Counter(message_id(event) for _, events in new for event in events if event.kind in STATUS_KINDS)
+    together: list[tuple[int, Writer, list[payloads.Event]]] = []
     for index, events in new:
-        if all(event.kind in STATUS_KINDS and named[event.data["id"]] == 1 for event in events):
+        if all(event.kind in STATUS_KINDS and named[message_id(event)] == 1 for event in events):
             raw = requests[index].raw
-            together[index] = Writer(connection, raw_ids[index], raw["source"], raw["received_at"], settings)
-    if sum(len(requests[index].events or ()) for index in together) < 2:
+            writer = Writer(connection, raw_ids[index], raw["source"], raw["received_at"], settings)
+            together.append((index, writer, events))
+    if sum(len(events) for _, _, events in together) < 2:
         return raw_ids
-    reports = [
-        (writer, writer.report(event))
-        for index, writer in together.items()
-        for event in requests[index].events or ()
-    ]
+    reports = [(writer, writer.report(event)) for _, writer, events in together for event in events]
     results = iter(write_reports(reports))
     prepared: list[Any] = list(raw_ids)
-    for index, writer in together.items():
-        request = requests[index]
-        assert request.events is not None
-        stored = [next(results) for _ in request.events]
-        prepared[index] = _outcome(connection, writer, request.events, stored, request.raw["state"])
+    for index, writer, events in together:
+        stored = [next(results) for _ in events]
+        prepared[index] = _outcome(connection, writer, events, stored, requests[index].raw["state"])
     return prepared
 
 
