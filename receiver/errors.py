@@ -69,20 +69,21 @@ def _database_down() -> tuple[Response, int]:
 
 def register_error_handlers(app: Flask) -> None:
     """Answer every error, ours, werkzeug's, marshmallow's and the database's, in one shape."""
+    # HTTPException by name too: flask-smorest registers a handler of its own for it.
+    for error in (HTTPException, Exception):
+        app.register_error_handler(error, lambda exc: handle(app, exc))
 
-    @app.errorhandler(ReceiverError)
-    def handle_receiver_error(exc: ReceiverError) -> tuple[Response, int]:
+
+def handle(app: Flask, exc: Exception) -> tuple[Response, int]:
+    """The answer to an error that reached the app (Flask's handler, and the webhook routes')."""
+    if isinstance(exc, ReceiverError):
         if exc.status_code == 503:
             return _database_down()
         return error_response(exc.status_code, exc.message, exc.errors)
-
-    @app.errorhandler(ValidationError)
-    def handle_validation_error(exc: ValidationError) -> tuple[Response, int]:
+    if isinstance(exc, ValidationError):
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         return error_response(422, "validation failed", messages)
-
-    @app.errorhandler(HTTPException)
-    def handle_http_error(exc: HTTPException) -> tuple[Response, int]:
+    if isinstance(exc, HTTPException):
         code = exc.code or 500
         data = getattr(exc, "data", None) or {}
         errors = data.get("messages") if isinstance(data, dict) else None
@@ -90,20 +91,13 @@ def register_error_handlers(app: Flask) -> None:
             # webargs nests errors under the location ("query", "json"); the field is what matters.
             (errors,) = errors.values()
         return error_response(code, exc.description or exc.name, errors)
-
-    @app.errorhandler(OperationalError)
-    def handle_operational_error(exc: OperationalError) -> tuple[Response, int]:
+    if isinstance(exc, OperationalError):
         app.logger.error("database error: %s", exc.orig.__class__.__name__)
         return _database_down()
-
-    @app.errorhandler(DBAPIError)
-    def handle_dbapi_error(exc: DBAPIError) -> tuple[Response, int]:
+    if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return _database_down()
         app.logger.exception("database error")
         return error_response(500, "internal error")
-
-    @app.errorhandler(Exception)
-    def handle_unexpected(exc: Exception) -> tuple[Response, int]:
-        app.logger.exception("unhandled error")
-        return error_response(500, "internal error")
+    app.logger.exception("unhandled error")
+    return error_response(500, "internal error")

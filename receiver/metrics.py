@@ -194,10 +194,18 @@ def count_statuses(outcome: Outcome) -> None:
         PENDING.count(OUTCOMES, channel if channel in _CHANNELS else "other", status)
 
 
-def _count_rejected() -> None:
+def count_rejected(kind: str | None) -> None:
     """A webhook refused before anything was stored (401, 404, 413, 503...): outcome `rejected`."""
-    kind = (request.view_args or {}).get("kind")
     PENDING.count(INGEST, kind if kind in URL_KINDS else "unknown", "rejected")
+
+
+def count_request(endpoint: str, method: str, status: int, seconds: float | None) -> None:
+    """One answered request, by route (its rule), method and status, and its latency."""
+    PENDING.count(REQUESTS, endpoint, method if method in _METHODS else "other", str(status))
+    if seconds is not None:
+        PENDING.observe_latency(endpoint, seconds)
+    if PENDING.idle():  # quiet: written now, so that a scrape of any worker has them all
+        PENDING.flush()
 
 
 class DatabaseCollector(Collector):
@@ -303,20 +311,13 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def record(response: Response) -> Response:
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        method = request.method if request.method in _METHODS else "other"
-        PENDING.count(REQUESTS, endpoint, method, str(response.status_code))
         started = g.get("metrics_start")
-        if started is not None:
-            PENDING.observe_latency(endpoint, time.perf_counter() - started)
-        if (
-            request.endpoint == "hooks.receive"
-            and response.status_code >= 400
-            and response.status_code != 422
-        ):
-            _count_rejected()
-        if PENDING.idle():  # quiet: written now, so that a scrape of any worker has them all
-            PENDING.flush()
+        count_request(
+            request.url_rule.rule if request.url_rule else "unmatched",
+            request.method,
+            response.status_code,
+            None if started is None else time.perf_counter() - started,
+        )
         return response
 
     @app.teardown_request

@@ -16,7 +16,7 @@ class ReceiverApi(Api):
 
 
 def register_blueprints(app: Flask) -> None:
-    app.register_blueprint(hooks.bp)
+    hooks.install(app)
     app.config.setdefault("API_TITLE", "receiver")
     app.config.setdefault("API_VERSION", "v1")
     app.config.setdefault("OPENAPI_VERSION", "3.0.3")

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote_plus
 
 from flask import Request as FlaskRequest
-from werkzeug.datastructures import Headers, MultiDict
+from werkzeug.datastructures import Headers, ImmutableMultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder
@@ -49,12 +49,16 @@ class Request(FlaskRequest):
     """Flask's request, whose query arguments never fail on bytes that are not UTF-8."""
 
     @cached_property
-    def args(self) -> MultiDict[str, str]:
-        """As werkzeug reads them, but a raw byte a URL cannot hold stays percent-encoded, like
-        an invalid percent-escape, where werkzeug would raise UnicodeDecodeError (a 500)."""
-        text = quote(self.query_string, safe=_URL_SAFE)
-        pairs = parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote")  # as werkzeug
-        return self.parameter_storage_class(pairs)
+    def args(self) -> ImmutableMultiDict[str, str]:  # type: ignore[override]
+        return query_args(self.query_string)
+
+
+def query_args(query_string: bytes) -> ImmutableMultiDict[str, str]:
+    """As werkzeug reads them, but a raw byte a URL cannot hold stays percent-encoded, like an
+    invalid percent-escape, where werkzeug would raise UnicodeDecodeError (a 500)."""
+    text = quote(query_string, safe=_URL_SAFE)
+    pairs = parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote")  # as werkzeug
+    return ImmutableMultiDict(pairs)
 
 
 def stored_query(raw: bytes) -> str:
