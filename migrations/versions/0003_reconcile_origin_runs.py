@@ -71,9 +71,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # Pulled rows have no raw event, which the older schema requires: they go.
-    op.execute(
-        "DELETE FROM recordings WHERE call_id IN (SELECT id FROM calls WHERE raw_event_id IS NULL)"
-    )
+    op.execute("DELETE FROM recordings WHERE call_id IN (SELECT id FROM calls WHERE raw_event_id IS NULL)")
     for table in TABLES:
         op.execute(f"DELETE FROM {table} WHERE raw_event_id IS NULL")
     op.execute("DELETE FROM messages WHERE id NOT IN (SELECT message_id FROM message_events)")
