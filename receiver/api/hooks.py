@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Flask
 from werkzeug.datastructures import EnvironHeaders
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import get_content_length, get_input_stream
 
@@ -86,15 +87,24 @@ class Hooks:
                     headers=EnvironHeaders(environ),
                     content_length=get_content_length(environ),
                     remote_addr=environ.get("REMOTE_ADDR"),
-                    read_body=lambda: get_input_stream(
-                        environ, max_content_length=self.flask_app.config["MAX_CONTENT_LENGTH"]
-                    ).read(),
+                    read_body=lambda: self._read_body(environ),
                 )
             )
         except Exception as exc:
             response, code = errors.handle(self.flask_app, exc)
             return code, response.get_data(), list(response.headers.items())
         return _answer(self.flask_app, answer)
+
+    def _read_body(self, environ: dict[str, Any]) -> bytes:
+        """The body, as werkzeug's `get_data` reads it; one read when its length is known."""
+        length = get_content_length(environ)
+        if length is None or not environ.get("CONTENT_LENGTH"):  # chunked: stopped past the limit
+            limit = self.flask_app.config["MAX_CONTENT_LENGTH"]
+            return get_input_stream(environ, max_content_length=limit).read()
+        body: bytes = environ["wsgi.input"].read(length)
+        if len(body) < length:
+            raise ClientDisconnected()
+        return body
 
 
 def _route(path: str) -> tuple[str, str | None] | None:
