@@ -132,9 +132,8 @@ def insert_changes(connection: sa.Connection, change_type: str, ids: list[Any], 
     parameters than a database takes, however many events the requests of a batch carry.
     A chunk is padded to its statement's size with its last id again (`IN` takes each row once)."""
     dialect = connection.dialect
-    # What UTCDateTime would bind: SQLite keeps naive UTC text, PostgreSQL an aware time.
-    at = now.astimezone(UTC)
-    when = at.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect.name == "sqlite" else at
+    bind_time = UTCDateTime().bind_processor(dialect)
+    when = bind_time(now) if bind_time is not None else now  # as the column takes it
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         size = statement_size(len(chunk))

@@ -152,24 +152,29 @@ def check_values(items: list[dict[str, Any]]) -> None:
     errors: dict[str, list[str]] = {}
     prefix = len(items) > 1
     for index, item in enumerate(items):
-        stack: list[tuple[str, Any, int]] = [(f"{index}" if prefix else "", item, 1)]
+        # A field's path is named only when something is wrong with it.
+        stack: list[tuple[tuple[Any, ...], Any]] = [((index,) if prefix else (), item)]
         while stack and len(errors) < MAX_ERRORS:
-            path, value, depth = stack.pop()
+            path, value = stack.pop()
             if isinstance(value, dict | list):
-                if depth > MAX_DEPTH:
-                    raise PayloadError({"body": [f"JSON nested deeper than {MAX_DEPTH} levels (at {path})."]})
+                if len(path) >= MAX_DEPTH + prefix:
+                    deep = f"JSON nested deeper than {MAX_DEPTH} levels (at {_path_name(path)})."
+                    raise PayloadError({"body": [deep]})
                 pairs = value.items() if isinstance(value, dict) else enumerate(value)
                 for key, child in pairs:
-                    name = f"{path}.{shown(str(key))}" if path else shown(str(key))
                     if isinstance(key, str) and (problem := _unstorable(key)):
-                        errors[name] = [f"The field name {problem}."]
-                    stack.append((name, child, depth + 1))
+                        errors[_path_name((*path, key))] = [f"The field name {problem}."]
+                    stack.append(((*path, key), child))
             elif isinstance(value, str) and (problem := _unstorable(value)):
-                errors[path] = [f"The value {problem}."]
+                errors[_path_name(path)] = [f"The value {problem}."]
             elif isinstance(value, float) and not math.isfinite(value):
-                errors[path] = ["Not a finite number."]
+                errors[_path_name(path)] = ["Not a finite number."]
     if errors:
         raise PayloadError(errors)
+
+
+def _path_name(path: tuple[Any, ...]) -> str:
+    return ".".join(shown(str(key)) for key in path)
 
 
 def _unstorable(text: str) -> str | None:
