@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -159,22 +159,34 @@ def insert_new_rows(
     keys: list[str],
     returning: list[str],
 ) -> list[sa.Row[Any]]:
-    """INSERT ... ON CONFLICT (keys) DO NOTHING of many rows (all with the same columns), in one
-    statement a page: the `returning` columns of the rows that were new, in no set order.
+    """INSERT ... ON CONFLICT (keys) DO NOTHING of many rows (all with the same columns), at most
+    PAGE a statement: the `returning` columns of the rows that were new, in no set order, as the
+    driver gives them (no result processing: ids and text).
 
-    What SQLAlchemy's executemany would send, without its execution context per row (an eighth
-    of a webhook's CPU, docs/benchmarks.md): each text (table, key, columns, count) is compiled
-    once, the values go through the columns' own type processors, and the columns' defaults are
-    filled in."""
+    What SQLAlchemy's executemany would store, without its execution context per row (an eighth
+    of a webhook's CPU, docs/benchmarks.md): the values go through the columns' own type
+    processors, and the columns' defaults are filled in. A page is padded with its last row up to
+    a few sizes (`padded`): the padding is the same key again, which ON CONFLICT DO NOTHING skips,
+    so a table has a dozen texts, each compiled once a process, rather than one for every count
+    (compiling one for hundreds of rows takes longer than the webhook)."""
     if not rows:
         return []
     connection = bind.connection() if isinstance(bind, orm.Session) else bind
     shape = _RowsInsert.of(connection.dialect, table, tuple(keys), tuple(returning), tuple(rows[0]))
     found: list[sa.Row[Any]] = []
-    for start in range(0, len(rows), shape.page):
-        page = rows[start : start + shape.page]
-        found += connection.exec_driver_sql(*shape.statement(page))
+    for start in range(0, len(rows), PAGE):
+        found += connection.exec_driver_sql(*shape.statement(rows[start : start + PAGE]))
     return found
+
+
+# Rows an INSERT of insert_new_rows takes at most: ~2,000 parameters for our widest table.
+PAGE = 64
+
+
+def padded(count: int) -> int:
+    """The rows a statement for `count` rows names: the next power of two up to 8, then the next
+    multiple of 8 (at most 7 repeated rows past 8)."""
+    return 1 << (count - 1).bit_length() if count <= 8 else -(-count // 8) * 8
 
 
 @dataclass(frozen=True)
@@ -186,7 +198,7 @@ class _RowsInsert:
     given: tuple[str, ...]  # the rows' columns
     defaulted: tuple[tuple[str, Callable[[], Any]], ...]  # other columns with a default of ours
     processors: tuple[Callable[[Any], Any] | None, ...]  # each column's, given then defaulted
-    page: int  # rows a statement
+    texts: dict[int, tuple[str, list[str], list[int] | None]] = field(default_factory=dict)
 
     @classmethod
     @functools.cache
@@ -209,31 +221,40 @@ class _RowsInsert:
             dialect=dialect,
             given=given,
             defaulted=defaulted,
+            # What SQLAlchemy does to a column's value before the driver has it.
             processors=tuple(
                 table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
             ),
-            # Well within SQLite's 32,766 parameters and PostgreSQL's 65,535.
-            page=max(1, min(500, 30_000 // len(names))),
         )
 
     def statement(self, rows: list[dict[str, Any]]) -> tuple[str, Any]:
-        """The text for as many rows, and its parameters in the driver's style."""
-        text, names, order = self._compiled(len(rows))
+        """The text for as many rows (padded), and its parameters in the driver's style."""
+        size = padded(len(rows))
+        text, names, order = self._compiled(size)
         values: list[Any] = []
         for row in rows:
-            given = [row[name] for name in self.given] + [default() for _, default in self.defaulted]
-            values += [
-                value if convert is None else convert(value)
-                for value, convert in zip(given, self.processors, strict=True)
-            ]
+            try:
+                given = [row[name] for name in self.given] + [default() for _, default in self.defaulted]
+                values += [
+                    value if convert is None else convert(value)
+                    for value, convert in zip(given, self.processors, strict=True)
+                ]
+            except Exception as exc:  # as SQLAlchemy reports a value it cannot bind
+                raise sa.exc.StatementError(
+                    f"a row for {self.insert.table.name} cannot be bound: {exc!r}", text, None, exc
+                ) from exc
+        width = len(self.processors)
+        values += values[-width:] * (size - len(rows))
         if order is not None:
             return text, tuple(values[index] for index in order)
         return text, dict(zip(names, values, strict=True))
 
-    @functools.lru_cache(maxsize=64)  # noqa: B019 (a few shapes, each kept for the process's life)
     def _compiled(self, count: int) -> tuple[str, list[str], list[int] | None]:
         """The text for `count` rows; its parameters' names row by row; for a positional driver,
-        where each of its parameters is in that list."""
+        where each of its parameters is in that list. Compiled once (a race compiles it twice)."""
+        known = self.texts.get(count)
+        if known is not None:
+            return known
         columns = [*self.given, *(name for name, _ in self.defaulted)]
         table = self.insert.table
         names = [f"r{index}c{column}" for index in range(count) for column in range(len(columns))]
@@ -245,15 +266,12 @@ class _RowsInsert:
             for index in range(count)
         ]
         compiled = self.insert.values(rows).compile(dialect=self.dialect)
-        if not compiled.positional:
-            return compiled.string, names, None
-        place = {name: index for index, name in enumerate(names)}
-        return compiled.string, names, [place[name] for name in compiled.positiontup]
-
-
-def _processor(column: sa.Column[Any], dialect: sa.Dialect) -> Callable[[Any], Any] | None:
-    """What SQLAlchemy does to a column's value before the driver has it."""
-    return column.type.dialect_impl(dialect).bind_processor(dialect)
+        order = None
+        if compiled.positional:
+            place = {name: index for index, name in enumerate(names)}
+            order = [place[name] for name in compiled.positiontup]
+        self.texts[count] = (compiled.string, names, order)
+        return self.texts[count]
 
 
 def _default_of(column: sa.Column[Any]) -> Callable[[], Any]:

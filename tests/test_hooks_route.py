@@ -85,16 +85,30 @@ def test_a_source_name_is_read_as_utf8_as_flask_reads_paths(client):
 
 
 def test_webhooks_are_counted_by_route_method_and_status(client, hooks):
-    before = _requests_total(client)
+    before, rejected_before = _requests_total(client), _rejected(client)
     hooks.post(SMS_DLR)
     hooks.post(SMS_DLR, path="/hooks/portal/sms-status")
-    client.post("/hooks/portal", json=SMS_DLR)  # no secret
-    client.delete("/hooks/portal")
+    client.post("/hooks/portal/voice", json=SMS_DLR)  # no secret: a rejected webhook
+    client.delete("/hooks/portal/voice")  # not a webhook: not a rejected one
+    client.options("/hooks/portal")
     after = _requests_total(client)
     for labels in (
         ("/hooks/<source>", "POST", "200"),
         ("/hooks/<source>/<kind>", "POST", "200"),
-        ("/hooks/<source>", "POST", "401"),
-        ("/hooks/<source>", "DELETE", "405"),
+        ("/hooks/<source>/<kind>", "POST", "401"),
+        ("/hooks/<source>/<kind>", "DELETE", "405"),
+        ("/hooks/<source>", "OPTIONS", "200"),
     ):
         assert after.get(labels, 0) - before.get(labels, 0) == 1, labels
+    assert _rejected(client) - rejected_before == 1
+
+
+def _rejected(client) -> float:
+    text = client.get("/metrics").get_data(as_text=True)
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "receiver_ingest_events_total"
+        and sample.labels == {"kind": "voice", "outcome": "rejected"}
+    )

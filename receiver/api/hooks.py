@@ -58,14 +58,14 @@ class Hooks:
         try:
             with self.flask_app.app_context():
                 if method == "OPTIONS":
-                    return _respond(environ, start_response, 200, b"", [("Allow", ALLOW)])
-                if method not in METHODS:
+                    code, body, headers = 200, b"", [("Allow", ALLOW)]
+                elif method not in METHODS:
                     code, body, headers = _error(405, "method not allowed")
                     headers.append(("Allow", ALLOW))
                 else:
                     code, body, headers = self._take(environ, method, source, kind)
-                if code >= 400 and code != 422:
-                    metrics.count_rejected(kind)
+                    if code >= 400 and code != 422:
+                        metrics.count_rejected(kind)
                 metrics.count_request(RULES[kind is not None], method, code, time.perf_counter() - started)
                 return _respond(environ, start_response, code, body, headers)
         finally:
