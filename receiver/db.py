@@ -42,11 +42,8 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
             return super().bind_processor(dialect)
 
         def process(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is None:
-                raise ValueError("naive datetime given to a UTC column")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            utc = self.process_bind_param(value, dialect)
+            return None if utc is None else utc.isoformat(" ", "microseconds")
 
         return process
 
@@ -197,6 +194,7 @@ class _RowsInsert:
     dialect: sa.Dialect
     given: tuple[str, ...]  # the rows' columns
     defaulted: tuple[tuple[str, Callable[[], Any]], ...]  # other columns with a default of ours
+    columns: tuple[str, ...]  # given then defaulted: a row's parameters in order
     processors: tuple[Callable[[Any], Any] | None, ...]  # each column's, given then defaulted
     texts: dict[int, tuple[str, list[str], list[int] | None]] = field(default_factory=dict)
 
@@ -215,15 +213,16 @@ class _RowsInsert:
             for column in table.columns
             if column.key not in given and column.default is not None
         )
-        names = [*given, *(name for name, _ in defaulted)]
+        columns = (*given, *(name for name, _ in defaulted))
         return cls(
             insert=_insert_new_returning(dialect.name, table, keys, returning),
             dialect=dialect,
             given=given,
             defaulted=defaulted,
+            columns=columns,
             # What SQLAlchemy does to a column's value before the driver has it.
             processors=tuple(
-                table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+                table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
             ),
         )
 
@@ -243,7 +242,7 @@ class _RowsInsert:
                 raise sa.exc.StatementError(
                     f"a row for {self.insert.table.name} cannot be bound: {exc!r}", text, None, exc
                 ) from exc
-        width = len(self.processors)
+        width = len(self.columns)
         values += values[-width:] * (size - len(rows))
         if order is not None:
             return text, tuple(values[index] for index in order)
@@ -255,13 +254,12 @@ class _RowsInsert:
         known = self.texts.get(count)
         if known is not None:
             return known
-        columns = [*self.given, *(name for name, _ in self.defaulted)]
         table = self.insert.table
-        names = [f"r{index}c{column}" for index in range(count) for column in range(len(columns))]
+        names = [f"r{index}c{column}" for index in range(count) for column in range(len(self.columns))]
         rows = [
             {
                 name: sa.bindparam(f"r{index}c{column}", type_=table.c[name].type)
-                for column, name in enumerate(columns)
+                for column, name in enumerate(self.columns)
             }
             for index in range(count)
         ]

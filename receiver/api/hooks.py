@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import HTTP_STATUS_CODES
@@ -48,7 +48,8 @@ class Hooks:
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        route = _route(environ.get("PATH_INFO", ""))
+        path = _decoded(environ.get("PATH_INFO", ""))
+        route = _route(path)
         if route is None:
             return self.app(environ, start_response)
         source, kind = route
@@ -63,7 +64,7 @@ class Hooks:
                     code, body, headers = _error(405, "method not allowed")
                     headers.append(("Allow", ALLOW))
                 else:
-                    code, body, headers = self._take(environ, method, source, kind)
+                    code, body, headers = self._take(environ, method, path, source, kind)
                     if code >= 400 and code != 422:
                         metrics.count_rejected(kind)
                 metrics.count_request(RULES[kind is not None], method, code, time.perf_counter() - started)
@@ -72,32 +73,32 @@ class Hooks:
             metrics.PENDING.finished()
 
     def _take(
-        self, environ: dict[str, Any], method: str, source: str, kind: str | None
+        self, environ: dict[str, Any], method: str, path: str, source: str, kind: str | None
     ) -> tuple[int, bytes, list[tuple[str, str]]]:
         """Hand the request to the service; its answer, or the app's answer to what went wrong."""
+        query = environ.get("QUERY_STRING", "").encode("latin-1")
+        length = get_content_length(environ)
         try:
             answer = Ingest.of(self.flask_app).take(
                 Webhook(
                     source=source,
                     kind=kind,
                     method=method,
-                    path=_decoded(environ.get("PATH_INFO", "")),
-                    query_string=environ.get("QUERY_STRING", "").encode("latin-1"),
-                    args=query_args(environ.get("QUERY_STRING", "").encode("latin-1")),
+                    path=path,
+                    query_string=query,
+                    args=query_args(query),
                     headers=EnvironHeaders(environ),
-                    content_length=get_content_length(environ),
+                    content_length=length,
                     remote_addr=environ.get("REMOTE_ADDR"),
-                    read_body=lambda: self._read_body(environ),
+                    read_body=lambda: self._read_body(environ, length),
                 )
             )
         except Exception as exc:
-            response, code = errors.handle(self.flask_app, exc)
-            return code, response.get_data(), list(response.headers.items())
+            return _flask_answer(*errors.handle(self.flask_app, exc))
         return _answer(self.flask_app, answer)
 
-    def _read_body(self, environ: dict[str, Any]) -> bytes:
+    def _read_body(self, environ: dict[str, Any], length: int | None) -> bytes:
         """The body, as werkzeug's `get_data` reads it; one read when its length is known."""
-        length = get_content_length(environ)
         if length is None or not environ.get("CONTENT_LENGTH"):  # chunked: stopped past the limit
             limit = self.flask_app.config["MAX_CONTENT_LENGTH"]
             return get_input_stream(environ, max_content_length=limit).read()
@@ -108,10 +109,11 @@ class Hooks:
 
 
 def _route(path: str) -> tuple[str, str | None] | None:
-    """`(source, kind)` of a webhook route's path, as Flask's rules read it; None: another path."""
+    """`(source, kind)` of a webhook route's (decoded) path, as Flask's rules read it; None:
+    another path."""
     if not path.startswith(PREFIX):
         return None
-    parts = _decoded(path[len(PREFIX) :]).split("/")
+    parts = path[len(PREFIX) :].split("/")
     if len(parts) > 2 or not all(parts):
         return None  # not found, by Flask
     return parts[0], parts[1] if len(parts) == 2 else None
@@ -132,7 +134,11 @@ def _answer(app: Flask, answer: Answer) -> tuple[int, bytes, list[tuple[str, str
 
 
 def _error(code: int, message: str) -> tuple[int, bytes, list[tuple[str, str]]]:
-    response, code = errors.error_response(code, message)
+    return _flask_answer(*errors.error_response(code, message))
+
+
+def _flask_answer(response: Response, code: int) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """An answer the app's error handlers made, as this route writes answers."""
     return code, response.get_data(), list(response.headers.items())
 
 
